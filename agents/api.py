@@ -1,0 +1,119 @@
+"""REST API for agents and runs (thin views: validate, call a service or selector)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.generics import ListAPIView, RetrieveAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agents.errors import ApiError
+from agents.models import Agent
+from agents.selectors import agents_visible_to, events_after, run_for_user, runs_visible_to
+from agents.serializers import (
+    AgentSerializer,
+    EventsQuerySerializer,
+    RunCreateSerializer,
+    RunSerializer,
+)
+from agents.services import run_cancel, run_create
+
+IDEMPOTENCY_KEY_MAX = 255
+
+
+class AgentListView(ListAPIView):
+    serializer_class = AgentSerializer
+
+    def get_queryset(self) -> Any:
+        return agents_visible_to(self.request.user)
+
+
+class AgentRunCreateView(APIView):
+    @extend_schema(request=RunCreateSerializer, responses={201: RunSerializer, 200: RunSerializer})
+    def post(self, request: Request, slug: str) -> Response:
+        agent = agents_visible_to(request.user).filter(slug=slug).first()
+        if agent is None:
+            if Agent.objects.filter(slug=slug, is_active=False).exists():
+                raise ApiError(
+                    "agent_inactive", f"Agent '{slug}' is not active.",
+                    http_status=status.HTTP_409_CONFLICT,
+                )
+            raise ApiError("agent_not_found", f"No agent '{slug}'.", http_status=404)
+        body = RunCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        key = request.headers.get("Idempotency-Key") or None
+        if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
+            raise ApiError("invalid_idempotency_key", "Idempotency-Key is too long (max 255).")
+        run, created = run_create(
+            agent=agent, owner=request.user, input=body.validated_data["input"],
+            idempotency_key=key,
+        )
+        return Response(
+            RunSerializer(run).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class RunListView(ListAPIView):
+    serializer_class = RunSerializer
+
+    def get_queryset(self) -> Any:
+        qs = runs_visible_to(self.request.user).select_related("owner")
+        params = self.request.query_params
+        if params.get("status"):
+            qs = qs.filter(status=params["status"])
+        if params.get("agent"):
+            qs = qs.filter(agent__slug=params["agent"])
+        return qs
+
+
+class RunDetailView(RetrieveAPIView):
+    serializer_class = RunSerializer
+    lookup_url_kwarg = "run_id"
+
+    def get_object(self) -> Any:
+        run = run_for_user(self.request.user, self.kwargs["run_id"])
+        if run is None:
+            raise ApiError("not_found", "No such run.", http_status=404)
+        return run
+
+
+class RunEventsView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after", int, description="Return events with seq > after."),
+            OpenApiParameter("limit", int, description="At most this many (1-1000)."),
+        ]
+    )
+    def get(self, request: Request, run_id: str) -> Response:
+        run = run_for_user(request.user, run_id)
+        if run is None:
+            raise ApiError("not_found", "No such run.", http_status=404)
+        query = EventsQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        after, limit = query.validated_data["after"], query.validated_data["limit"]
+        events = events_after(run.id, after=after, limit=limit)
+        next_after = events[-1]["seq"] if events else after
+        return Response(
+            {
+                "run": str(run.id),
+                "status": run.status,
+                "events": events,
+                "next_after": next_after,
+                "has_more": len(events) == limit,
+            }
+        )
+
+
+class RunCancelView(APIView):
+    def post(self, request: Request, run_id: str) -> Response:
+        run = run_for_user(request.user, run_id)
+        if run is None:
+            raise ApiError("not_found", "No such run.", http_status=404)
+        result = run_cancel(run_id=run.id, actor=request.user)
+        code = status.HTTP_200_OK if result == "cancelled" else status.HTTP_202_ACCEPTED
+        return Response({"run": str(run.id), "status": result}, status=code)

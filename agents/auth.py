@@ -1,0 +1,74 @@
+"""Authentication: hashed bearer tokens (django-rest-knox) for the API and WebSockets,
+the session cookie for the admin and browser pages."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlparse
+
+from channels.auth import get_user
+from channels.db import database_sync_to_async
+from channels.middleware import BaseMiddleware
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.http.request import validate_host
+from knox.auth import TokenAuthentication
+from rest_framework import exceptions
+
+
+class BearerTokenAuthentication(TokenAuthentication):
+    """``Authorization: Bearer <token>``; tokens are stored as SHA-512 digests by knox.
+
+    knox also takes its header prefix from ``authenticate_header``, so that stays "Bearer"
+    (settings.REST_KNOX["AUTH_HEADER_PREFIX"]).
+    """
+
+
+@database_sync_to_async
+def user_for_token(token: str) -> Any:
+    try:
+        user, _ = BearerTokenAuthentication().authenticate_credentials(token.encode())
+    except exceptions.AuthenticationFailed:
+        return AnonymousUser()
+    return user
+
+
+def origin_allowed(origin: str) -> bool:
+    """An Origin matches ALLOWED_HOSTS (by host) or CSRF_TRUSTED_ORIGINS (exactly)."""
+    if origin in settings.CSRF_TRUSTED_ORIGINS:
+        return True
+    parsed = urlparse(origin)
+    if parsed.scheme not in {"http", "https"} or not parsed.hostname:
+        return False
+    host = parsed.hostname if ":" not in parsed.hostname else f"[{parsed.hostname}]"
+    return validate_host(host, settings.ALLOWED_HOSTS)
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin1")
+    return None
+
+
+class WebSocketAuthMiddleware(BaseMiddleware):
+    """Sets ``scope["user"]`` and ``scope["auth_error"]`` for the WebSocket consumers.
+
+    A browser always sends Origin, so a present Origin must be one of ours (that stops
+    cross-site WebSocket hijacking with the session cookie). Without an Origin only the
+    bearer header is accepted: a cookie alone proves nothing then.
+    """
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        scope = dict(scope)
+        scope["user"] = AnonymousUser()
+        scope["auth_error"] = None
+        origin = _header(scope, b"origin")
+        authorization = _header(scope, b"authorization") or ""
+        if origin is not None and not origin_allowed(origin):
+            scope["auth_error"] = "origin"
+        elif authorization.lower().startswith("bearer "):
+            scope["user"] = await user_for_token(authorization[7:].strip())
+        elif origin is not None:
+            scope["user"] = await get_user(scope)
+        return await super().__call__(scope, receive, send)

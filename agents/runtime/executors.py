@@ -1,0 +1,87 @@
+"""Where a run executes: Celery workers, or an asyncio task inside the ASGI server.
+
+``settings.RUN_EXECUTOR`` chooses; both end in the same ``execute_run`` coroutine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import uuid
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from typing import Any
+
+import structlog
+from django.conf import settings
+
+log = structlog.get_logger(__name__)
+
+_server_loop: asyncio.AbstractEventLoop | None = None
+_inflight: set[asyncio.Task[Any]] = set()
+
+
+def remember_server_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Called from inside the ASGI server (or a command's loop) so that synchronous views,
+    which run in threads, can start runs on the loop that owns the channel layer."""
+    global _server_loop
+    _server_loop = loop
+
+
+def enqueue_run(run_id: uuid.UUID) -> None:
+    if settings.RUN_EXECUTOR == "celery":
+        from agents.tasks import execute_run_task
+
+        execute_run_task.delay(str(run_id))
+        return
+    _start_in_process(run_id)
+
+
+def _start_in_process(run_id: uuid.UUID) -> None:
+    from agents.runtime import execute_run
+
+    loop = _server_loop
+    if loop is None or loop.is_closed():
+        raise RuntimeError("The in-process executor has no running event loop to start runs on.")
+
+    def spawn() -> None:
+        # A fresh context: the caller's (a request thread's) would carry asgiref's
+        # "inside sync_to_async" markers and the request's log bindings into the run.
+        task = loop.create_task(execute_run(run_id), context=contextvars.Context())
+        _inflight.add(task)  # keep a reference until done, or the task may be collected
+        task.add_done_callback(_forget)
+
+    loop.call_soon_threadsafe(spawn, context=contextvars.Context())
+
+
+def _forget(task: asyncio.Task[Any]) -> None:
+    _inflight.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("in_process_run_crashed", error=repr(task.exception()))
+
+
+# --- Celery side: one long-lived loop per worker process ------------------------------
+# channels_redis keeps its connection pools per event loop, so a new loop per run (or
+# async_to_sync per publish) would open a fresh Redis connection every time.
+
+_worker_loop: asyncio.AbstractEventLoop | None = None
+_worker_lock = threading.Lock()
+
+
+def _worker_event_loop() -> asyncio.AbstractEventLoop:
+    global _worker_loop
+    with _worker_lock:
+        if _worker_loop is None or _worker_loop.is_closed():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(
+                target=loop.run_forever, name="switchyard-runtime-loop", daemon=True
+            )
+            thread.start()
+            _worker_loop = loop
+        return _worker_loop
+
+
+def run_in_worker_loop(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine on this process's runtime loop and wait for its result."""
+    return asyncio.run_coroutine_threadsafe(coro, _worker_event_loop()).result()

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from agents.models import Agent, Run
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not know, so a typo is a 400 instead of silently ignored."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: ["Unknown field."] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+class AgentSerializer(serializers.ModelSerializer):
+    provider = serializers.CharField(source="provider.name")
+    provider_kind = serializers.CharField(source="provider.kind")
+
+    class Meta:
+        model = Agent
+        fields = [
+            "slug", "name", "description", "provider", "provider_kind", "model_name",
+            "tools", "is_active", "version", "max_requests", "max_tool_calls", "timeout_s",
+            "created_at", "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class RunCreateSerializer(StrictSerializer):
+    # The length limit is checked by the service, with its own error code.
+    input = serializers.CharField(allow_blank=False, trim_whitespace=False)
+
+
+class RunSerializer(serializers.ModelSerializer):
+    agent = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    owner = serializers.CharField(source="owner.get_username", read_only=True)
+    error = serializers.SerializerMethodField()
+    usage = serializers.SerializerMethodField()
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Run
+        fields = [
+            "id", "agent", "owner", "status", "input", "output", "error", "usage",
+            "attempt", "created_at", "started_at", "finished_at", "links",
+        ]
+        read_only_fields = fields
+
+    def get_error(self, run: Run) -> dict[str, str] | None:
+        if not run.error_code:
+            return None
+        return {"code": run.error_code, "message": run.error_message}
+
+    def get_usage(self, run: Run) -> dict[str, Any]:
+        return {
+            "requests": run.requests,
+            "input_tokens": run.input_tokens,
+            "output_tokens": run.output_tokens,
+            "tool_calls": run.tool_calls,
+            "cost_usd": str(run.cost_usd),
+            "estimated": run.usage_estimated,
+        }
+
+    def get_links(self, run: Run) -> dict[str, str]:
+        return {
+            "self": f"/api/v1/runs/{run.id}/",
+            "events": f"/api/v1/runs/{run.id}/events/",
+            "cancel": f"/api/v1/runs/{run.id}/cancel/",
+            "websocket": f"/ws/runs/{run.id}/",
+        }
+
+
+class EventsQuerySerializer(StrictSerializer):
+    after = serializers.IntegerField(min_value=0, default=0)
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=500)

@@ -1,0 +1,13 @@
+"""Celery tasks: thin wrappers that take ids and call one service or coroutine."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from agents.runtime import execute_run
+from agents.runtime.executors import run_in_worker_loop
+
+
+@shared_task(name="agents.execute_run", acks_late=True, reject_on_worker_lost=True)
+def execute_run_task(run_id: str) -> str | None:
+    return run_in_worker_loop(execute_run(run_id))

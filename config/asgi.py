@@ -1,0 +1,35 @@
+"""ASGI entry point: HTTP to Django, WebSockets through origin checks and authentication
+to the consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.sessions import SessionMiddlewareStack  # noqa: E402
+
+from agents.auth import WebSocketAuthMiddleware  # noqa: E402
+from agents.routing import websocket_urlpatterns  # noqa: E402
+from agents.runtime.executors import remember_server_loop  # noqa: E402
+
+router = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": SessionMiddlewareStack(
+            WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))
+        ),
+    }
+)
+
+
+async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    # The in-process executor starts runs on the server's own loop (see executors.py).
+    remember_server_loop(asyncio.get_running_loop())
+    await router(scope, receive, send)

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from agents import api as agents_api
+from monitoring import views as monitoring_views
+
+api_v1 = [
+    path("agents/", agents_api.AgentListView.as_view(), name="agent-list"),
+    path("agents/<slug:slug>/runs/", agents_api.AgentRunCreateView.as_view(), name="agent-runs"),
+    path("runs/", agents_api.RunListView.as_view(), name="run-list"),
+    path("runs/<str:run_id>/", agents_api.RunDetailView.as_view(), name="run-detail"),
+    path("runs/<str:run_id>/events/", agents_api.RunEventsView.as_view(), name="run-events"),
+    path("runs/<str:run_id>/cancel/", agents_api.RunCancelView.as_view(), name="run-cancel"),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("livez", monitoring_views.livez, name="livez"),
+    path("readyz", monitoring_views.readyz, name="readyz"),
+    path("", include("django_prometheus.urls")),
+]
+
+handler404 = "monitoring.views.not_found"
+handler500 = "monitoring.views.server_error"

@@ -1,0 +1,62 @@
+"""Readiness checks: each returns (ok, detail) and never raises."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+from django.db import connection
+
+Check = tuple[bool, str]
+
+
+def _timed(fn: Callable[[], None]) -> Check:
+    started = time.perf_counter()
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 - a failing dependency is a result, not a crash
+        return False, f"{type(exc).__name__}: {exc}"[:200]
+    return True, f"{(time.perf_counter() - started) * 1000:.1f} ms"
+
+
+def check_database() -> Check:
+    def ping() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+
+    return _timed(ping)
+
+
+def check_redis() -> Check:
+    import redis
+
+    def ping() -> None:
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            client.ping()
+        finally:
+            client.close()
+
+    return _timed(ping)
+
+
+def check_channel_layer() -> Check:
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    def roundtrip() -> None:
+        layer = get_channel_layer()
+        assert layer is not None, "no channel layer configured"
+        # A publish reaches the layer's backend (Redis); nobody needs to listen.
+        async_to_sync(layer.group_send)("health.check", {"type": "health.ping"})
+
+    return _timed(roundtrip)
+
+
+def run_checks() -> dict[str, Check]:
+    checks = {"database": check_database()}
+    if settings.REDIS_URL:
+        checks["redis"] = check_redis()
+        checks["channel_layer"] = check_channel_layer()
+    return checks

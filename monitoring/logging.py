@@ -1,0 +1,68 @@
+"""Logging setup: structlog for our own lines, the same renderer for the stdlib's.
+
+JSON lines in production (``LOG_FORMAT=json``), coloured console output in development.
+Context (request id, run id, agent, Celery task id) travels in structlog's contextvars,
+so every line logged while handling a request or a run carries it.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+
+import structlog
+
+_SHARED_PROCESSORS: list[structlog.types.Processor] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    structlog.processors.StackInfoRenderer(),
+]
+
+
+def configure_logging(*, level: str = "INFO", fmt: str = "console") -> None:
+    """Route stdlib logging and structlog through one formatter."""
+    renderer: structlog.types.Processor
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+        exc = [structlog.processors.dict_tracebacks]
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        exc = []
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {
+                "structlog": {
+                    "()": structlog.stdlib.ProcessorFormatter,
+                    "processors": [
+                        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                        *exc,
+                        renderer,
+                    ],
+                    "foreign_pre_chain": _SHARED_PROCESSORS,
+                }
+            },
+            "handlers": {
+                "default": {"class": "logging.StreamHandler", "formatter": "structlog"}
+            },
+            "root": {"handlers": ["default"], "level": level},
+            "loggers": {
+                "django.db.backends": {"level": "INFO"},
+                "daphne": {"level": "WARNING"},
+                "httpx": {"level": "WARNING"},
+                "httpcore": {"level": "WARNING"},
+            },
+        }
+    )
+    structlog.configure(
+        processors=[
+            *_SHARED_PROCESSORS,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )

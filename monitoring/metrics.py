@@ -1,0 +1,24 @@
+"""The platform's own Prometheus metrics (django-prometheus adds request and DB ones)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+runs_created = Counter("switchyard_runs_created_total", "Runs created", ["agent"])
+run_transitions = Counter(
+    "switchyard_run_transitions_total", "Run status changes, by target status", ["status"]
+)
+runs_finished = Counter(
+    "switchyard_runs_finished_total", "Runs that reached a terminal status", ["agent", "status"]
+)
+run_duration = Histogram(
+    "switchyard_run_duration_seconds",
+    "Wall time from start to terminal status",
+    ["agent"],
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
+tokens = Counter("switchyard_tokens_total", "Model tokens", ["agent", "direction"])
+tool_calls = Counter("switchyard_tool_calls_total", "Tool calls", ["tool", "outcome"])
+events_emitted = Counter("switchyard_run_events_total", "Run events stored", ["type"])
+ws_connections = Gauge("switchyard_websocket_connections", "Open run-stream WebSockets")
+events_sent = Counter("switchyard_stream_events_sent_total", "Events sent to stream clients", ["transport"])

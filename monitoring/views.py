@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.cache import never_cache
+
+from agents.errors import json_error
+from monitoring.health import run_checks
+
+
+@never_cache
+def livez(request: HttpRequest) -> JsonResponse:
+    """The process answers; no dependency is checked (a restart would not fix one)."""
+    return JsonResponse({"status": "ok"})
+
+
+@never_cache
+def readyz(request: HttpRequest) -> JsonResponse:
+    checks = run_checks()
+    ok = all(passed for passed, _ in checks.values())
+    body = {
+        "status": "ok" if ok else "unavailable",
+        "checks": {name: {"ok": passed, "detail": detail} for name, (passed, detail) in checks.items()},
+    }
+    return JsonResponse(body, status=200 if ok else 503)
+
+
+def not_found(request: HttpRequest, exception: Any = None) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return json_error("not_found", "No such resource.", 404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return json_error("internal_error", "Something went wrong on our side.", 500)
+    from django.views.defaults import server_error as default_server_error
+
+    return default_server_error(request)

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Serve Switchyard with daphne; with REDIS_URL set, also a Celery worker and beat.
+# Ctrl-C (or SIGTERM) stops them all.
+set -euo pipefail
+HOST=${1:-127.0.0.1}
+PORT=${2:-8000}
+PY=${VENV:-.venv}/bin/python
+pids=()
+
+stop_all() {
+  trap - INT TERM EXIT
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap stop_all INT TERM EXIT
+
+if [ -n "${REDIS_URL:-}" ]; then
+  "$PY" -m celery -A config worker -l info --pool threads --concurrency 8 &
+  pids+=($!)
+  "$PY" -m celery -A config beat -l info -s "${VAR_DIR:-var}/celerybeat-schedule" &
+  pids+=($!)
+  echo "Celery worker and beat started (REDIS_URL is set)."
+fi
+
+echo "Switchyard on http://$HOST:$PORT/  (admin: /admin/, API: /api/v1/, docs: /api/docs/)"
+"$PY" -m daphne -b "$HOST" -p "$PORT" config.asgi:application &
+pids+=($!)
+wait -n "${pids[@]}"

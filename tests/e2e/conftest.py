@@ -1,0 +1,196 @@
+"""Real processes for end-to-end tests: daphne, a Celery worker, and their own database.
+
+Each stack gets a database of its own (a fresh PostgreSQL database, or a SQLite file in a
+temporary folder for the embedded mode), is migrated and seeded by the real management
+commands, and is driven only through HTTP and WebSockets.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from tests.conftest import require_service
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_ADMIN_DSN = os.environ.get("E2E_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Stack:
+    base_url: str
+    ws_url: str
+    token: str
+    env: dict[str, str]
+    admin_password: str
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    logs: list[Path] = field(default_factory=list)
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token or self.token}"},
+            timeout=10,
+        )
+
+    def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT, env=self.env, capture_output=True, text=True, check=check, timeout=120,
+        )
+
+    def user_token(self, username: str, *, staff: bool = False) -> str:
+        code = (
+            "from django.contrib.auth import get_user_model as g;"
+            f"u,_=g().objects.get_or_create(username={username!r});"
+            f"u.is_staff={staff};u.save();"
+            "from agents.services import api_token_create as t;print(t(user=u))"
+        )
+        return self.manage("shell", "-c", code).stdout.strip().splitlines()[-1]
+
+    def start(self, name: str, args: list[str], tmp: Path) -> subprocess.Popen[bytes]:
+        log = tmp / f"{name}.log"
+        proc = subprocess.Popen(
+            args, cwd=ROOT, env=self.env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        self.logs.append(log)
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def tail_logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in self.logs if p.exists())
+
+
+def base_env(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        VAR_DIR=str(tmp / "var"),
+        DEMO_MODEL_DELAY_MS="20",
+        ADMIN_PASSWORD="e2e-admin-password",
+        PYTHONUNBUFFERED="1",
+        LOG_LEVEL="INFO",
+    )
+    return env
+
+
+def wait_ready(stack: Stack, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        for proc in stack.procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"a process exited early\n{stack.tail_logs()}")
+        try:
+            last = httpx.get(stack.base_url + "/readyz", timeout=2)
+            if last.status_code == 200:
+                return
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.2)
+    raise RuntimeError(f"stack not ready: {last!r}\n{stack.tail_logs()}")
+
+
+def boot(env: dict[str, str], tmp: Path, *, celery: bool) -> Stack:
+    port = free_port()
+    stack = Stack(
+        base_url=f"http://127.0.0.1:{port}", ws_url=f"ws://127.0.0.1:{port}",
+        token="", env=env, admin_password=env["ADMIN_PASSWORD"],
+    )
+    stack.manage("migrate", "--noinput", "-v0")
+    seeded = stack.manage("seed_demo").stdout.strip().splitlines()
+    stack.token = seeded[-1]
+    assert re.fullmatch(r"sy_[0-9a-f]{64}", stack.token), seeded
+    stack.start(
+        "daphne",
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+         "config.asgi:application"],
+        tmp,
+    )
+    if celery:
+        stack.start(
+            "celery",
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-l", "info",
+             "--pool", "threads", "--concurrency", "4", "-Q", env["CELERY_QUEUE"],
+             "--without-gossip",
+             "--without-mingle", "--without-heartbeat"],
+            tmp,
+        )
+    try:
+        wait_ready(stack)
+    except Exception:
+        stack.stop()
+        raise
+    return stack
+
+
+def _pg_available() -> bool:
+    try:
+        with psycopg.connect(PG_ADMIN_DSN, connect_timeout=2):
+            return True
+    except psycopg.Error:
+        return False
+
+
+@pytest.fixture(scope="session")
+def distributed_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
+    require_service("PostgreSQL", _pg_available())
+    tmp = tmp_path_factory.mktemp("distributed")
+    db_name = f"switchyard_e2e_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db_name}"')
+    env = base_env(tmp)
+    env["DATABASE_URL"] = PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{db_name}"
+    env["REDIS_URL"] = redis_url
+    # Own channel prefix and queue: other stacks may share this Redis.
+    env["CHANNEL_PREFIX"] = f"e2e{uuid.uuid4().hex[:6]}"
+    env["CELERY_QUEUE"] = env["CHANNEL_PREFIX"]
+    stack = boot(env, tmp, celery=True)
+    yield stack
+    stack.stop()
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def embedded_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("embedded")
+    stack = boot(base_env(tmp), tmp, celery=False)
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(params=["distributed", "embedded"])
+def stack(request: pytest.FixtureRequest) -> Stack:
+    return request.getfixturevalue(f"{request.param}_stack")
