@@ -23,13 +23,22 @@ class AgentAdmin(admin.ModelAdmin):
     readonly_fields = ["version", "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["slug", "name", "description", "is_active", "version"]}),
-        ("Model", {"fields": ["provider", "model_name", "instructions", "tools", "model_settings"]}),
+        (
+            "Model",
+            {"fields": ["provider", "model_name", "instructions", "tools", "model_settings"]},
+        ),
         (
             "Limits and budget",
             {
                 "fields": [
-                    "max_requests", "max_tool_calls", "max_input_tokens", "max_output_tokens",
-                    "max_cost_usd", "timeout_s", "max_concurrent_runs", "monthly_budget_usd",
+                    "max_requests",
+                    "max_tool_calls",
+                    "max_input_tokens",
+                    "max_output_tokens",
+                    "max_cost_usd",
+                    "timeout_s",
+                    "max_concurrent_runs",
+                    "monthly_budget_usd",
                 ]
             },
         ),
@@ -57,7 +66,14 @@ class RunEventInline(admin.TabularInline):
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
     list_display = [
-        "id", "agent", "owner", "status", "created_at", "duration", "tokens", "cost_usd",
+        "id",
+        "agent",
+        "owner",
+        "status",
+        "created_at",
+        "duration",
+        "tokens",
+        "cost_usd",
     ]
     list_filter = ["status", "agent"]
     search_fields = ["id", "input", "owner__username"]

@@ -16,6 +16,8 @@ from agents.models import Agent
 from agents.selectors import agents_visible_to, events_after, run_for_user, runs_visible_to
 from agents.serializers import (
     AgentSerializer,
+    CancelResultSerializer,
+    EventsPageSerializer,
     EventsQuerySerializer,
     RunCreateSerializer,
     RunSerializer,
@@ -39,7 +41,8 @@ class AgentRunCreateView(APIView):
         if agent is None:
             if Agent.objects.filter(slug=slug, is_active=False).exists():
                 raise ApiError(
-                    "agent_inactive", f"Agent '{slug}' is not active.",
+                    "agent_inactive",
+                    f"Agent '{slug}' is not active.",
                     http_status=status.HTTP_409_CONFLICT,
                 )
             raise ApiError("agent_not_found", f"No agent '{slug}'.", http_status=404)
@@ -49,7 +52,9 @@ class AgentRunCreateView(APIView):
         if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
             raise ApiError("invalid_idempotency_key", "Idempotency-Key is too long (max 255).")
         run, created = run_create(
-            agent=agent, owner=request.user, input=body.validated_data["input"],
+            agent=agent,
+            owner=request.user,
+            input=body.validated_data["input"],
             idempotency_key=key,
         )
         return Response(
@@ -87,7 +92,8 @@ class RunEventsView(APIView):
         parameters=[
             OpenApiParameter("after", int, description="Return events with seq > after."),
             OpenApiParameter("limit", int, description="At most this many (1-1000)."),
-        ]
+        ],
+        responses=EventsPageSerializer,
     )
     def get(self, request: Request, run_id: str) -> Response:
         run = run_for_user(request.user, run_id)
@@ -110,6 +116,9 @@ class RunEventsView(APIView):
 
 
 class RunCancelView(APIView):
+    @extend_schema(
+        request=None, responses={200: CancelResultSerializer, 202: CancelResultSerializer}
+    )
     def post(self, request: Request, run_id: str) -> Response:
         run = run_for_user(request.user, run_id)
         if run is None:

@@ -110,8 +110,13 @@ class RunStreamConsumer(AsyncWebsocketConsumer):
         else:
             await self.send(
                 text_data=json.dumps(
-                    {"type": "error", "error": {"code": "unknown_message",
-                                                "message": "Send {\"type\": \"cancel\"} or ping."}}
+                    {
+                        "type": "error",
+                        "error": {
+                            "code": "unknown_message",
+                            "message": 'Send {"type": "cancel"} or ping.',
+                        },
+                    }
                 )
             )
 

@@ -64,9 +64,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, ApiError):
         response.data = error_body(exc.error_code, exc.message, exc.details)
         return response
-    code = next(
-        (c for cls, c in _DEFAULT_CODES.items() if isinstance(exc, cls)), "error"
-    )
+    code = next((c for cls, c in _DEFAULT_CODES.items() if isinstance(exc, cls)), "error")
     if isinstance(exc, exceptions.ValidationError):
         message = "The request is not valid; see details."
         details: Any = exc.detail

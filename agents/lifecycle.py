@@ -68,9 +68,7 @@ EVENT_FOR_STATUS: dict[str, str] = {
     RunStatus.CANCELLED: "run.cancelled",
 }
 
-TERMINAL_EVENTS: frozenset[str] = frozenset(
-    EVENT_FOR_STATUS[s] for s in TERMINAL
-)
+TERMINAL_EVENTS: frozenset[str] = frozenset(EVENT_FOR_STATUS[s] for s in TERMINAL)
 
 
 def can_transition(source: str, target: str) -> bool:

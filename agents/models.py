@@ -25,9 +25,7 @@ class Provider(models.Model):
     timeout_s = models.PositiveIntegerField(
         default=60, validators=[MinValueValidator(1), MaxValueValidator(3600)]
     )
-    max_retries = models.PositiveSmallIntegerField(
-        default=3, validators=[MaxValueValidator(10)]
-    )
+    max_retries = models.PositiveSmallIntegerField(default=3, validators=[MaxValueValidator(10)])
     extra_headers = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -65,9 +63,7 @@ class Agent(models.Model):
         default=300, validators=[MinValueValidator(1), MaxValueValidator(86_400)]
     )
     max_concurrent_runs = models.PositiveIntegerField(null=True, blank=True)
-    monthly_budget_usd = models.DecimalField(
-        max_digits=12, decimal_places=2, null=True, blank=True
-    )
+    monthly_budget_usd = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     is_active = models.BooleanField(default=True)
     version = models.PositiveIntegerField(default=1, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -88,11 +84,11 @@ class Agent(models.Model):
             raise ValidationError({"tools": "A list of tool names."})
         unknown = sorted(set(self.tools) - set(all_tools()))
         if unknown:
-            raise ValidationError(
-                {"tools": f"Unknown tools: {', '.join(unknown)}. Known: {', '.join(sorted(all_tools()))}."}
-            )
+            known = ", ".join(sorted(all_tools()))
+            message = f"Unknown tools: {', '.join(unknown)}. Known: {known}."
+            raise ValidationError({"tools": message})
         if not isinstance(self.model_settings, dict):
-            raise ValidationError({"model_settings": "A JSON object such as {\"temperature\": 0.2}."})
+            raise ValidationError({"model_settings": 'A JSON object such as {"temperature": 0.2}.'})
 
 
 class Thread(models.Model):
@@ -106,6 +102,9 @@ class Thread(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.title or str(self.id)
 
 
 class Run(models.Model):
@@ -129,7 +128,8 @@ class Run(models.Model):
     error_message = models.TextField(blank=True)
     config = models.JSONField(default=dict, help_text="The agent configuration it ran with.")
     attempt = models.PositiveSmallIntegerField(default=0)
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    # NULL, not "", means "no key": the unique constraint only covers runs that have one.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -183,9 +183,7 @@ class RunEvent(models.Model):
 
     class Meta:
         ordering = ["run", "seq"]
-        constraints = [
-            models.UniqueConstraint(fields=["run", "seq"], name="run_event_seq_unique")
-        ]
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="run_event_seq_unique")]
 
     def __str__(self) -> str:
         return f"{self.run_id}#{self.seq} {self.type}"

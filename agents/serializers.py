@@ -14,9 +14,16 @@ class StrictSerializer(serializers.Serializer):
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
-                raise serializers.ValidationError(
-                    {name: ["Unknown field."] for name in unknown}
-                )
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """A string, and only a string: DRF's CharField would turn 5 into "5"."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
         return super().to_internal_value(data)
 
 
@@ -27,16 +34,27 @@ class AgentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Agent
         fields = [
-            "slug", "name", "description", "provider", "provider_kind", "model_name",
-            "tools", "is_active", "version", "max_requests", "max_tool_calls", "timeout_s",
-            "created_at", "updated_at",
+            "slug",
+            "name",
+            "description",
+            "provider",
+            "provider_kind",
+            "model_name",
+            "tools",
+            "is_active",
+            "version",
+            "max_requests",
+            "max_tool_calls",
+            "timeout_s",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = fields
 
 
 class RunCreateSerializer(StrictSerializer):
     # The length limit is checked by the service, with its own error code.
-    input = serializers.CharField(allow_blank=False, trim_whitespace=False)
+    input = StrictCharField(allow_blank=False, trim_whitespace=False)
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -49,8 +67,19 @@ class RunSerializer(serializers.ModelSerializer):
     class Meta:
         model = Run
         fields = [
-            "id", "agent", "owner", "status", "input", "output", "error", "usage",
-            "attempt", "created_at", "started_at", "finished_at", "links",
+            "id",
+            "agent",
+            "owner",
+            "status",
+            "input",
+            "output",
+            "error",
+            "usage",
+            "attempt",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "links",
         ]
         read_only_fields = fields
 
@@ -81,3 +110,26 @@ class RunSerializer(serializers.ModelSerializer):
 class EventsQuerySerializer(StrictSerializer):
     after = serializers.IntegerField(min_value=0, default=0)
     limit = serializers.IntegerField(min_value=1, max_value=1000, default=500)
+
+
+class EventSerializer(serializers.Serializer):
+    """The event envelope (DESIGN section 6), for the schema."""
+
+    run = serializers.UUIDField()
+    seq = serializers.IntegerField()
+    type = serializers.CharField()
+    at = serializers.CharField()
+    data = serializers.DictField()
+
+
+class EventsPageSerializer(serializers.Serializer):
+    run = serializers.UUIDField()
+    status = serializers.CharField()
+    events = EventSerializer(many=True)
+    next_after = serializers.IntegerField()
+    has_more = serializers.BooleanField()
+
+
+class CancelResultSerializer(serializers.Serializer):
+    run = serializers.UUIDField()
+    status = serializers.CharField()

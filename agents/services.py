@@ -73,7 +73,9 @@ def run_create(
     """
     if not agent.is_active:
         raise ApiError(
-            "agent_inactive", f"Agent '{agent.slug}' is not active.", http_status=http.HTTP_409_CONFLICT
+            "agent_inactive",
+            f"Agent '{agent.slug}' is not active.",
+            http_status=http.HTTP_409_CONFLICT,
         )
     if len(input) > settings.RUN_MAX_INPUT_CHARS:
         raise ApiError(
@@ -132,8 +134,13 @@ def run_transition(
     """
     sources = sources_of(to)
     now = timezone.now()
-    if to in {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.BLOCKED,
-              RunStatus.CANCELLED}:
+    if to in {
+        RunStatus.SUCCEEDED,
+        RunStatus.FAILED,
+        RunStatus.TIMED_OUT,
+        RunStatus.BLOCKED,
+        RunStatus.CANCELLED,
+    }:
         fields.setdefault("finished_at", now)
     with transaction.atomic():
         updated = Run.objects.filter(pk=run_id, status__in=sources).update(status=to, **fields)

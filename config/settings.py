@@ -215,9 +215,9 @@ if DEBUG:
 _token_ttl_hours = env.int("API_TOKEN_TTL_HOURS", default=0)
 REST_KNOX = {
     "AUTH_HEADER_PREFIX": "Bearer",
-    "TOKEN_TTL": None if _token_ttl_hours == 0 else __import__("datetime").timedelta(
-        hours=_token_ttl_hours
-    ),
+    "TOKEN_TTL": None
+    if _token_ttl_hours == 0
+    else __import__("datetime").timedelta(hours=_token_ttl_hours),
     "TOKEN_PREFIX": "sy_",
     "AUTO_REFRESH": False,
 }

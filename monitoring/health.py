@@ -32,7 +32,9 @@ def check_redis() -> Check:
     import redis
 
     def ping() -> None:
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
+        )
         try:
             client.ping()
         finally:

@@ -45,9 +45,7 @@ def configure_logging(*, level: str = "INFO", fmt: str = "console") -> None:
                     "foreign_pre_chain": _SHARED_PROCESSORS,
                 }
             },
-            "handlers": {
-                "default": {"class": "logging.StreamHandler", "formatter": "structlog"}
-            },
+            "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "structlog"}},
             "root": {"handlers": ["default"], "level": level},
             "loggers": {
                 "django.db.backends": {"level": "INFO"},

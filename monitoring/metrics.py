@@ -21,4 +21,6 @@ tokens = Counter("switchyard_tokens_total", "Model tokens", ["agent", "direction
 tool_calls = Counter("switchyard_tool_calls_total", "Tool calls", ["tool", "outcome"])
 events_emitted = Counter("switchyard_run_events_total", "Run events stored", ["type"])
 ws_connections = Gauge("switchyard_websocket_connections", "Open run-stream WebSockets")
-events_sent = Counter("switchyard_stream_events_sent_total", "Events sent to stream clients", ["transport"])
+events_sent = Counter(
+    "switchyard_stream_events_sent_total", "Events sent to stream clients", ["transport"]
+)

@@ -21,7 +21,9 @@ def readyz(request: HttpRequest) -> JsonResponse:
     ok = all(passed for passed, _ in checks.values())
     body = {
         "status": "ok" if ok else "unavailable",
-        "checks": {name: {"ok": passed, "detail": detail} for name, (passed, detail) in checks.items()},
+        "checks": {
+            name: {"ok": passed, "detail": detail} for name, (passed, detail) in checks.items()
+        },
     }
     return JsonResponse(body, status=200 if ok else 503)
 

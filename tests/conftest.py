@@ -37,7 +37,9 @@ def _fast_demo_model(settings: Any) -> None:
 def make_user(django_user_model: Any) -> Callable[..., Any]:
     def make(username: str, *, staff: bool = False) -> Any:
         return django_user_model.objects.create_user(
-            username=username, password=f"{username}-password-1", is_staff=staff,
+            username=username,
+            password=f"{username}-password-1",
+            is_staff=staff,
             is_superuser=staff,
         )
 

@@ -235,7 +235,7 @@ async def execute_run(run_id: uuid.UUID | str) -> str | None:
         status, data, fields = execution.outcome(
             RunStatus.CANCELLED, "cancelled", "Cancelled on request."
         )
-    except Exception as exc:  # noqa: BLE001 - every failure must end the run, not strand it
+    except Exception as exc:
         execution.log.exception("run_failed")
         status, data, fields = execution.outcome(
             RunStatus.FAILED, "internal_error", f"{type(exc).__name__}: the run failed."

@@ -29,9 +29,7 @@ Envelope = dict[str, Any]
 
 def format_at(at: datetime) -> str:
     """ISO 8601 in UTC with milliseconds and a Z, as in the envelope examples."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
-        f"{at.microsecond // 1000:03d}Z"
-    )
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (f"{at.microsecond // 1000:03d}Z")
 
 
 def envelope_of(event: RunEvent) -> Envelope:
@@ -90,9 +88,7 @@ class EventEmitter:
     def __init__(self, run_id: uuid.UUID, next_seq: int, *, window_ms: int | None = None):
         self.run_id = run_id
         self.next_seq = next_seq
-        self.window_s = (
-            settings.EVENT_FLUSH_WINDOW_MS if window_ms is None else window_ms
-        ) / 1000
+        self.window_s = (settings.EVENT_FLUSH_WINDOW_MS if window_ms is None else window_ms) / 1000
         self._pending: list[RunEvent] = []
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None

@@ -10,7 +10,6 @@ import contextvars
 import threading
 import uuid
 from collections.abc import Coroutine
-from concurrent.futures import Future
 from typing import Any
 
 import structlog

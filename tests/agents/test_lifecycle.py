@@ -7,9 +7,15 @@ import pytest
 from agents.lifecycle import ALLOWED, TERMINAL, RunStatus, can_transition, is_terminal, sources_of
 
 EDGES = {
-    ("queued", "running"), ("queued", "cancelled"), ("queued", "failed"),
-    ("running", "succeeded"), ("running", "failed"), ("running", "timed_out"),
-    ("running", "blocked"), ("running", "cancelling"), ("running", "queued"),
+    ("queued", "running"),
+    ("queued", "cancelled"),
+    ("queued", "failed"),
+    ("running", "succeeded"),
+    ("running", "failed"),
+    ("running", "timed_out"),
+    ("running", "blocked"),
+    ("running", "cancelling"),
+    ("running", "queued"),
     ("cancelling", "cancelled"),
 }
 ALL_PAIRS = set(itertools.product(RunStatus.values, RunStatus.values))

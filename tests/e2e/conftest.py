@@ -56,7 +56,12 @@ class Stack:
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "manage.py", *args],
-            cwd=ROOT, env=self.env, capture_output=True, text=True, check=check, timeout=120,
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
         )
 
     def user_token(self, username: str, *, staff: bool = False) -> str:
@@ -66,12 +71,16 @@ class Stack:
             f"u.is_staff={staff};u.save();"
             "from agents.services import api_token_create as t;print(t(user=u))"
         )
-        return self.manage("shell", "-c", code).stdout.strip().splitlines()[-1]
+        return self.manage("shell", "-v0", "-c", code).stdout.strip().splitlines()[-1]
 
     def start(self, name: str, args: list[str], tmp: Path) -> subprocess.Popen[bytes]:
         log = tmp / f"{name}.log"
         proc = subprocess.Popen(
-            args, cwd=ROOT, env=self.env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+            args,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.procs.append(proc)
@@ -125,8 +134,11 @@ def wait_ready(stack: Stack, timeout: float = 60) -> None:
 def boot(env: dict[str, str], tmp: Path, *, celery: bool) -> Stack:
     port = free_port()
     stack = Stack(
-        base_url=f"http://127.0.0.1:{port}", ws_url=f"ws://127.0.0.1:{port}",
-        token="", env=env, admin_password=env["ADMIN_PASSWORD"],
+        base_url=f"http://127.0.0.1:{port}",
+        ws_url=f"ws://127.0.0.1:{port}",
+        token="",
+        env=env,
+        admin_password=env["ADMIN_PASSWORD"],
     )
     stack.manage("migrate", "--noinput", "-v0")
     seeded = stack.manage("seed_demo").stdout.strip().splitlines()
@@ -134,17 +146,40 @@ def boot(env: dict[str, str], tmp: Path, *, celery: bool) -> Stack:
     assert re.fullmatch(r"sy_[0-9a-f]{64}", stack.token), seeded
     stack.start(
         "daphne",
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-         "config.asgi:application"],
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "config.asgi:application",
+        ],
         tmp,
     )
     if celery:
         stack.start(
             "celery",
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-l", "info",
-             "--pool", "threads", "--concurrency", "4", "-Q", env["CELERY_QUEUE"],
-             "--without-gossip",
-             "--without-mingle", "--without-heartbeat"],
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "-l",
+                "info",
+                "--pool",
+                "threads",
+                "--concurrency",
+                "4",
+                "-Q",
+                env["CELERY_QUEUE"],
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
             tmp,
         )
     try:

@@ -134,8 +134,12 @@ def test_the_session_cookie_works_from_our_own_origin(stack: Stack) -> None:
         csrf = login.cookies["csrftoken"]
         browser.post(
             "/admin/login/",
-            data={"username": "admin", "password": stack.admin_password,
-                  "csrfmiddlewaretoken": csrf, "next": "/admin/"},
+            data={
+                "username": "admin",
+                "password": stack.admin_password,
+                "csrfmiddlewaretoken": csrf,
+                "next": "/admin/",
+            },
             headers={"Referer": stack.base_url + "/admin/login/"},
         )
         session = browser.cookies["sessionid"]

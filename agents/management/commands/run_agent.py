@@ -62,7 +62,9 @@ class Command(BaseCommand):
             else:
                 self._print_human(event)
             if event["type"].startswith("run.") and event["type"] not in (
-                "run.queued", "run.started", "run.retrying"
+                "run.queued",
+                "run.started",
+                "run.retrying",
             ):
                 status = event["type"].removeprefix("run.")
         return status

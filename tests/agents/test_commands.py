@@ -1,0 +1,94 @@
+"""Management commands, run as a user would: in a subprocess on the embedded defaults."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def embedded_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env.update(VAR_DIR=str(tmp_path_factory.mktemp("cmd")), DEMO_MODEL_DELAY_MS="0")
+    manage(env, "migrate", "--noinput", "-v0")
+    return env
+
+
+def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_seed_demo_is_idempotent_and_prints_a_token(embedded_env: dict[str, str]) -> None:
+    first = manage(embedded_env, "seed_demo")
+    second = manage(embedded_env, "seed_demo")
+    assert first.returncode == second.returncode == 0, first.stderr
+    assert "agent demo-assistant: created" in first.stdout
+    assert "agent demo-assistant: exists" in second.stdout
+    assert re.search(r"password: \S+", first.stdout)
+    assert "exists (password unchanged)" in second.stdout
+    tokens = [out.stdout.strip().splitlines()[-1] for out in (first, second)]
+    assert all(re.fullmatch(r"sy_[0-9a-f]{64}", t) for t in tokens)
+    assert tokens[0] != tokens[1]
+    count = manage(
+        embedded_env,
+        "shell",
+        "-v0",
+        "-c",
+        "from agents.models import Agent, Provider; print(Agent.objects.count(), "
+        "Provider.objects.count())",
+    )
+    assert count.stdout.split() == ["1", "1"]
+
+
+def test_create_api_token_prints_the_token_last(embedded_env: dict[str, str]) -> None:
+    manage(embedded_env, "seed_demo")
+    result = manage(embedded_env, "create_api_token", "admin")
+    assert result.returncode == 0
+    assert re.fullmatch(r"sy_[0-9a-f]{64}", result.stdout.strip().splitlines()[-1])
+    missing = manage(embedded_env, "create_api_token", "nobody")
+    assert missing.returncode != 0 and "No user named 'nobody'" in missing.stderr
+
+
+def test_run_agent_prints_json_events_and_exits_zero(embedded_env: dict[str, str]) -> None:
+    manage(embedded_env, "seed_demo")
+    result = manage(embedded_env, "run_agent", "demo-assistant", "What is 2+3?", "--json")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert events[-1]["type"] == "run.succeeded"
+    assert events[-1]["data"]["output"] == "The result is 5."
+
+
+def test_run_agent_exits_non_zero_when_the_run_does_not_succeed(
+    embedded_env: dict[str, str],
+) -> None:
+    manage(embedded_env, "seed_demo")
+    manage(
+        embedded_env,
+        "shell",
+        "-v0",
+        "-c",
+        "from agents.models import Agent; Agent.objects.create(slug='tiny', name='t', "
+        "provider_id=1, model_name='demo', tools=['calculator'], max_requests=1)",
+    )
+    # The calculator call uses the only model request; the answer would need a second.
+    result = manage(embedded_env, "run_agent", "tiny", "What is 2+3?")
+    assert result.returncode == 1
+    assert "limit_exceeded" in result.stderr
+    unknown = manage(embedded_env, "run_agent", "nope", "x")
+    assert unknown.returncode != 0 and "No agent 'nope'" in unknown.stderr
