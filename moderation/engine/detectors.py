@@ -1,0 +1,164 @@
+"""Detectors: one compiled pattern each, plus what streaming needs to know about it.
+
+A detector finds raw matches in one normalised view. Its matches form a *chain*: search
+from position ``q``, take the leftmost match, continue at its end (exactly like
+``finditer``). A validator may reject a match (e.g. a failed Luhn check) or trim its end;
+rejected matches still advance the chain, so whole-text and streamed scans agree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from .regex_tools import compile_re2, flag_prefix, prefix_regex_for_python
+
+# (view_text, match) -> end offset to report (possibly trimmed), or None to reject.
+Validator = Callable[[str, Any], "int | None"]
+
+
+class Detector:
+    """A compiled pattern with its streaming metadata.
+
+    ``prefix`` is an RE2 regex ``(?:P)\\z`` for the pattern's prefix language (see
+    ``regex_tools``); ``lookbehind``/``lookahead`` bound the context (in normalised chars)
+    that the pattern and validator read outside a match.
+    """
+
+    __slots__ = (
+        "kind",
+        "view",
+        "search",
+        "finditer",
+        "prefix",
+        "max_width",
+        "lookbehind",
+        "lookahead",
+        "validate",
+        "priority",
+    )
+
+    def __init__(
+        self,
+        *,
+        kind: str,
+        view: str,
+        search: Callable[[str, int], Any],
+        finditer: Callable[[str, int], Any],
+        prefix: Any,
+        max_width: int,
+        lookbehind: int = 8,
+        lookahead: int = 0,
+        validate: Validator | None = None,
+        priority: int = 0,
+    ) -> None:
+        self.kind = kind
+        self.view = view
+        self.search = search
+        self.finditer = finditer
+        self.prefix = prefix
+        self.max_width = max_width
+        self.lookbehind = lookbehind
+        self.lookahead = lookahead
+        self.validate = validate
+        self.priority = priority
+
+    def __repr__(self) -> str:
+        # Never show the pattern: for known secrets it contains the secret values.
+        return f"<Detector {self.kind} view={self.view}>"
+
+
+def python_detector(
+    kind: str,
+    pattern: str,
+    *,
+    view: str = "cased",
+    flags: int = 0,
+    validate: Validator | None = None,
+    lookbehind: int = 8,
+    lookahead: int = 0,
+    priority: int = 0,
+) -> Detector:
+    """Build a detector from a built-in (trusted, non-backtracking-prone) Python pattern."""
+    compiled = re.compile(pattern, flags)
+    prefix_src, width = prefix_regex_for_python(pattern, flags)
+    prefix = compile_re2(flag_prefix(flags) + f"(?:{prefix_src})\\z")
+    return Detector(
+        kind=kind,
+        view=view,
+        search=compiled.search,
+        finditer=compiled.finditer,
+        prefix=prefix,
+        max_width=width,
+        lookbehind=lookbehind,
+        lookahead=lookahead,
+        validate=validate,
+        priority=priority,
+    )
+
+
+def trie_pattern(terms: Iterable[str]) -> str:
+    """One regex alternation for many literals, shaped as a trie.
+
+    Python's engine tries alternatives in order at each position; a trie makes that cost
+    proportional to the matched prefix instead of the number of terms, and ordering
+    longer continuations first gives leftmost-longest matches.
+    """
+    root: dict[str, Any] = {}
+    for term in terms:
+        node = root
+        for ch in term:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+    return _emit_trie(root)
+
+
+def _emit_trie(node: dict[str, Any]) -> str:
+    branches = [re.escape(ch) + _emit_trie(child) for ch, child in sorted(node.items()) if ch]
+    if not branches:
+        return ""
+    body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+    if "" in node:
+        return f"(?:{body})?"
+    return body
+
+
+def literal_detector(
+    kind: str,
+    literals: Sequence[str],
+    *,
+    view: str,
+    whole_word: bool,
+    priority: int = 0,
+    validate: Validator | None = None,
+) -> Detector:
+    """Detector for a list of already-normalised literal strings (keywords, known secrets)."""
+    body = trie_pattern(sorted(set(literals)))
+    pattern = f"(?<!\\w)(?:{body})(?!\\w)" if whole_word else f"(?:{body})"
+    return python_detector(kind, pattern, view=view, priority=priority, validate=validate)
+
+
+def re2_detector(
+    kind: str,
+    bounded: str,
+    prefix_src: str,
+    max_width: int,
+    *,
+    view: str,
+    flags: str,
+    validate: Validator | None = None,
+) -> Detector:
+    """Detector for an operator regex, matched by RE2 (linear time, no backtracking)."""
+    compiled = compile_re2(flags + bounded)
+    prefix = compile_re2(flags + f"(?:{prefix_src})\\z")
+    return Detector(
+        kind=kind,
+        view=view,
+        search=compiled.search,
+        finditer=compiled.finditer,
+        prefix=prefix,
+        max_width=max_width,
+        lookbehind=2,
+        validate=validate,
+    )
