@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
-from agents.tools import calculator, current_time  # noqa: F401  (registration)
-from agents.tools.registry import ToolSpec, all_tools, get_tool, register
+from agents.tools import calculator, current_time, http_request  # noqa: F401  (registration)
+from agents.tools.registry import (
+    ToolContext,
+    ToolError,
+    ToolSpec,
+    all_tools,
+    get_tool,
+    register,
+    tool_config,
+)
 
-__all__ = ["ToolSpec", "all_tools", "get_tool", "register"]
+__all__ = [
+    "ToolContext",
+    "ToolError",
+    "ToolSpec",
+    "all_tools",
+    "get_tool",
+    "register",
+    "tool_config",
+]
