@@ -1,0 +1,135 @@
+"""REST API for secrets (staff only). Thin views: validate, call a service or selector.
+
+The value is write-only: requests may carry it, responses never do. The views render
+JSON only (no browsable API), so no HTML form can echo a submitted value back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_variables
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.permissions import IsAdminUser
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from secrets_vault import selectors, services
+from secrets_vault.errors import SecretNotFoundError
+from secrets_vault.models import Secret
+from secrets_vault.serializers import (
+    SecretCreateSerializer,
+    SecretDetailSerializer,
+    SecretRotateSerializer,
+    SecretSerializer,
+    SecretUpdateSerializer,
+    SecretVersionSerializer,
+)
+
+
+class VaultView(APIView):
+    permission_classes = [IsAdminUser]
+    renderer_classes = [JSONRenderer]
+
+    def secret_or_404(self, name: str) -> Secret:
+        secret = selectors.secret_by_name(name)
+        if secret is None:
+            raise SecretNotFoundError(name)
+        return secret
+
+
+class SecretListView(VaultView):
+    @extend_schema(responses={200: SecretSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(selectors.secrets_list(), request, view=self)
+        return paginator.get_paginated_response(SecretSerializer(page, many=True).data)
+
+    @extend_schema(request=SecretCreateSerializer, responses={201: SecretDetailSerializer})
+    @method_decorator(sensitive_variables("body"))
+    def post(self, request: Request) -> Response:
+        body = SecretCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        secret = services.secret_create(**body.validated_data, actor=request.user)
+        return Response(
+            SecretDetailSerializer(self.secret_or_404(secret.name)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class SecretDetailView(VaultView):
+    @extend_schema(responses={200: SecretDetailSerializer})
+    def get(self, request: Request, name: str) -> Response:
+        return Response(SecretDetailSerializer(self.secret_or_404(name)).data)
+
+    @extend_schema(request=SecretUpdateSerializer, responses={200: SecretDetailSerializer})
+    def patch(self, request: Request, name: str) -> Response:
+        secret = self.secret_or_404(name)
+        body = SecretUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.secret_update(secret=secret, **body.validated_data, actor=request.user)
+        return Response(SecretDetailSerializer(self.secret_or_404(name)).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, name: str) -> Response:
+        services.secret_delete(secret=self.secret_or_404(name), actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SecretVersionListView(VaultView):
+    @extend_schema(responses={200: SecretVersionSerializer(many=True)})
+    def get(self, request: Request, name: str) -> Response:
+        secret = self.secret_or_404(name)
+        return Response(SecretVersionSerializer(selectors.secret_versions(secret), many=True).data)
+
+    @extend_schema(request=SecretRotateSerializer, responses={201: SecretVersionSerializer})
+    @method_decorator(sensitive_variables("body"))
+    def post(self, request: Request, name: str) -> Response:
+        secret = self.secret_or_404(name)
+        body = SecretRotateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        version = services.secret_rotate(
+            secret=secret, value=body.validated_data["value"],
+            expected_version=body.validated_data.get("expected_version"), actor=request.user,
+        )
+        return Response(
+            SecretVersionSerializer(selectors.secret_version(secret, version.version)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class SecretVersionDetailView(VaultView):
+    @extend_schema(responses={200: SecretVersionSerializer})
+    def get(self, request: Request, name: str, version: int) -> Response:
+        secret = self.secret_or_404(name)
+        row = selectors.secret_version(secret, version)
+        if row is None:
+            raise SecretNotFoundError(name, version)
+        return Response(SecretVersionSerializer(row).data)
+
+
+class SecretVersionActionView(VaultView):
+    service: Any = None
+
+    @extend_schema(request=None, responses={200: SecretVersionSerializer})
+    def post(self, request: Request, name: str, version: int) -> Response:
+        secret = self.secret_or_404(name)
+        self.service(secret=secret, version=version, actor=request.user)
+        return Response(SecretVersionSerializer(selectors.secret_version(secret, version)).data)
+
+
+class SecretVersionDisableView(SecretVersionActionView):
+    service = staticmethod(services.secret_version_disable)
+
+
+class SecretVersionEnableView(SecretVersionActionView):
+    service = staticmethod(services.secret_version_enable)
+
+
+class SecretVersionDestroyView(SecretVersionActionView):
+    service = staticmethod(services.secret_version_destroy)
