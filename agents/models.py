@@ -22,6 +22,14 @@ class Provider(models.Model):
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=20, choices=ProviderKind.choices)
     base_url = models.URLField(blank=True, help_text="Empty means the provider's default.")
+    api_key = models.ForeignKey(
+        "secrets_vault.Secret",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="providers",
+        help_text="The vault secret holding the API key (revealed once per run).",
+    )
     timeout_s = models.PositiveIntegerField(
         default=60, validators=[MinValueValidator(1), MaxValueValidator(3600)]
     )
@@ -50,6 +58,11 @@ class Agent(models.Model):
     model_name = models.CharField(max_length=200)
     instructions = models.TextField(blank=True)
     tools = models.JSONField(default=list, blank=True, help_text="Tool names from the registry.")
+    tool_config = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Per-tool settings, e.g. {"http_request": {"allowed_hosts": ["api.example.com"]}}.',
+    )
     model_settings = models.JSONField(
         default=dict, blank=True, help_text="temperature, max_tokens, top_p ..."
     )
@@ -127,6 +140,13 @@ class Run(models.Model):
     error_code = models.CharField(max_length=50, blank=True)
     error_message = models.TextField(blank=True)
     config = models.JSONField(default=dict, help_text="The agent configuration it ran with.")
+    limits = models.JSONField(
+        default=dict, blank=True, help_text="Per-run limits, each at most the agent's."
+    )
+    messages = models.JSONField(
+        default=list, blank=True, help_text="Model messages this run added (thread history)."
+    )
+    depth = models.PositiveSmallIntegerField(default=0, help_text="Delegation depth.")
     attempt = models.PositiveSmallIntegerField(default=0)
     # NULL, not "", means "no key": the unique constraint only covers runs that have one.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
@@ -187,3 +207,69 @@ class RunEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id}#{self.seq} {self.type}"
+
+
+class PriceSource(models.TextChoices):
+    PROVIDER = "provider", "Reported by the provider"
+    PRICE_TABLE = "genai_prices", "genai-prices table"
+    OVERRIDE = "override", "Price override"
+    UNKNOWN = "unknown", "Unknown (no price)"
+    FREE = "free", "Free (demo model)"
+
+
+class PriceOverride(models.Model):
+    """Prices for models genai-prices does not know (self-hosted) or that you pay
+    differently for. An override wins over the price table."""
+
+    provider = models.ForeignKey(
+        Provider, null=True, blank=True, on_delete=models.CASCADE,
+        help_text="Empty: applies to this model name on every provider.",
+    )
+    model_name = models.CharField(max_length=200)
+    input_per_mtok_usd = models.DecimalField(max_digits=12, decimal_places=6)
+    output_per_mtok_usd = models.DecimalField(max_digits=12, decimal_places=6)
+    cached_input_per_mtok_usd = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True,
+        help_text="Empty: cached input tokens cost the same as input tokens.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "model_name"], name="price_override_unique_per_provider",
+                condition=models.Q(provider__isnull=False),
+            ),
+            models.UniqueConstraint(
+                fields=["model_name"], name="price_override_unique_any_provider",
+                condition=models.Q(provider__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} @ {self.provider or 'any provider'}"
+
+
+class ModelCall(models.Model):
+    """The cost ledger: one row per model request."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="model_calls")
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="model_calls")
+    provider = models.ForeignKey(Provider, null=True, on_delete=models.SET_NULL)
+    model = models.CharField(max_length=200)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)
+    usage_estimated = models.BooleanField(default=False)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=Decimal("0"))
+    price_source = models.CharField(max_length=20, choices=PriceSource.choices)
+    latency_ms = models.FloatField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["agent", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.input_tokens}/{self.output_tokens} ${self.cost_usd}"

@@ -9,22 +9,62 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import json
+from datetime import datetime, timedelta
+from decimal import Decimal
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
 from rest_framework import status as http
 
 from agents.errors import ApiError
 from agents.lifecycle import EVENT_FOR_STATUS, RunStatus, sources_of
-from agents.models import Agent, Run, RunEvent
+from agents.models import Agent, ModelCall, Run, RunEvent, Thread
 from agents.runtime.events import envelope_of, next_seq_sync, publish_sync
 from monitoring import metrics
+
+
+LIMIT_FIELDS = (
+    "max_requests", "max_tool_calls", "max_input_tokens", "max_output_tokens", "max_cost_usd",
+    "timeout_s",
+)
+
+
+def agent_limits(agent: Agent) -> dict[str, Any]:
+    limits = {name: getattr(agent, name) for name in LIMIT_FIELDS}
+    if limits["max_cost_usd"] is not None:
+        limits["max_cost_usd"] = str(limits["max_cost_usd"])
+    return limits
+
+
+def merge_limits(ceiling: dict[str, Any], requested: dict[str, Any]) -> dict[str, Any]:
+    """Per-run limits may lower the agent's, never raise them."""
+    unknown = sorted(set(requested) - set(LIMIT_FIELDS))
+    if unknown:
+        raise ApiError("invalid_limits", f"Unknown limits: {', '.join(unknown)}.",
+                       details={"known": list(LIMIT_FIELDS)})
+    merged = dict(ceiling)
+    for name, value in requested.items():
+        try:
+            wanted = Decimal(str(value))
+        except (ArithmeticError, ValueError):
+            raise ApiError("invalid_limits", f"{name} must be a number.") from None
+        if wanted <= 0:
+            raise ApiError("invalid_limits", f"{name} must be positive.")
+        cap = ceiling.get(name)
+        if cap is not None and wanted > Decimal(str(cap)):
+            raise ApiError("invalid_limits", f"{name} may not exceed the agent's {cap}.")
+        merged[name] = str(wanted) if name == "max_cost_usd" else int(wanted)
+    return merged
 
 
 def agent_config_snapshot(agent: Agent) -> dict[str, Any]:
     """What a run needs of its agent, frozen at creation so later edits don't leak in."""
     provider = agent.provider
+    secret = getattr(provider, "api_key", None)
     return {
         "agent_version": agent.version,
         "provider": {
@@ -34,20 +74,57 @@ def agent_config_snapshot(agent: Agent) -> dict[str, Any]:
             "timeout_s": provider.timeout_s,
             "max_retries": provider.max_retries,
             "extra_headers": provider.extra_headers,
+            # The secret's name, never its value: the executor reveals it at run start.
+            "api_key_secret": secret.name if secret is not None else None,
         },
         "model_name": agent.model_name,
         "instructions": agent.instructions,
         "tools": list(agent.tools),
+        "tool_config": dict(agent.tool_config),
         "model_settings": dict(agent.model_settings),
-        "limits": {
-            "max_requests": agent.max_requests,
-            "max_tool_calls": agent.max_tool_calls,
-            "max_input_tokens": agent.max_input_tokens,
-            "max_output_tokens": agent.max_output_tokens,
-            "max_cost_usd": str(agent.max_cost_usd) if agent.max_cost_usd is not None else None,
-            "timeout_s": agent.timeout_s,
-        },
+        "limits": agent_limits(agent),
     }
+
+
+def month_start(now: datetime | None = None) -> datetime:
+    now = now or timezone.now()
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def agent_month_spend(agent_id: int) -> Decimal:
+    """What the agent's model calls cost since the start of the month (UTC)."""
+    total = ModelCall.objects.filter(
+        agent_id=agent_id, created_at__gte=month_start()
+    ).aggregate(total=Sum("cost_usd"))["total"]
+    return total or Decimal(0)
+
+
+def thread_history(run: Run) -> list[Any]:
+    """The thread's earlier messages, cut to the newest whole runs that fit the budget.
+
+    Whole runs are kept or dropped together so a tool result never loses its call.
+    """
+    if run.thread_id is None:
+        return []
+    budget = settings.THREAD_HISTORY_MAX_CHARS
+    earlier = (
+        Run.objects.filter(thread_id=run.thread_id, status=RunStatus.SUCCEEDED,
+                           created_at__lt=run.created_at)
+        .order_by("-created_at")
+        .values_list("messages", flat=True)
+    )
+    kept: list[list[Any]] = []
+    used = 0
+    for messages in earlier:
+        size = len(json.dumps(messages))
+        if used + size > budget:
+            break
+        kept.append(messages)
+        used += size
+    from pydantic_ai.messages import ModelMessagesTypeAdapter
+
+    flat = [m for messages in reversed(kept) for m in messages]
+    return list(ModelMessagesTypeAdapter.validate_python(flat))
 
 
 def agent_save(*, agent: Agent, changed: bool) -> Agent:
@@ -65,6 +142,9 @@ def run_create(
     owner: AbstractBaseUser,
     input: str,  # noqa: A002 - the API field is called input
     idempotency_key: str | None = None,
+    limits: dict[str, Any] | None = None,
+    thread: Thread | None = None,
+    parent: Run | None = None,
 ) -> tuple[Run, bool]:
     """Create a queued run and hand it to the executor once committed.
 
@@ -87,13 +167,27 @@ def run_create(
         existing = Run.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
         if existing is not None:
             return existing, False
+    if thread is not None and thread.agent_id != agent.pk:
+        raise ApiError("thread_agent_mismatch", "The thread belongs to another agent.")
+    config = agent_config_snapshot(agent)
+    config["limits"] = merge_limits(config["limits"], limits or {})
+    if agent.monthly_budget_usd is not None and agent_month_spend(agent.pk) >= agent.monthly_budget_usd:
+        raise ApiError(
+            "budget_exhausted",
+            f"Agent '{agent.slug}' has spent its monthly budget of ${agent.monthly_budget_usd}.",
+            http_status=http.HTTP_402_PAYMENT_REQUIRED,
+        )
     try:
         with transaction.atomic():
             run = Run.objects.create(
                 agent=agent,
                 owner=owner,
                 input=input,
-                config=agent_config_snapshot(agent),
+                config=config,
+                limits=limits or {},
+                thread=thread,
+                parent=parent,
+                depth=(parent.depth + 1) if parent else 0,
                 idempotency_key=idempotency_key or None,
             )
             event = RunEvent.objects.create(
@@ -189,3 +283,46 @@ def api_token_create(*, user: AbstractBaseUser) -> str:
 
     _, token = AuthToken.objects.create(user=user, expiry=None)
     return token
+
+
+def thread_create(*, agent: Agent, owner: AbstractBaseUser, title: str = "") -> Thread:
+    """A conversation: runs created with it continue the same message history."""
+    return Thread.objects.create(agent=agent, owner=owner, title=title)
+
+
+def runs_reap(*, stale_after_s: float | None = None, max_attempts: int | None = None) -> dict[str, int]:
+    """Settle runs whose executor stopped proving it is alive.
+
+    A running run with a stale heartbeat is re-queued (``run.retrying``) while attempts
+    remain, else failed with ``worker_lost``; a stale ``cancelling`` run is cancelled;
+    a queued run nobody picked up for a while is handed to the executor again (starting
+    it is idempotent, so a duplicate delivery does nothing).
+    """
+    from agents.runtime.executors import enqueue_run
+
+    stale_after_s = stale_after_s or settings.RUN_STALE_AFTER_S
+    max_attempts = max_attempts or settings.RUN_MAX_ATTEMPTS
+    cutoff = timezone.now() - timedelta(seconds=stale_after_s)
+    counts = {"requeued": 0, "failed": 0, "cancelled": 0, "kicked": 0}
+    stale = Run.objects.filter(heartbeat_at__lt=cutoff)
+    for run_id, attempt in stale.filter(status=RunStatus.RUNNING).values_list("pk", "attempt"):
+        if attempt < max_attempts and run_transition(
+            run_id=run_id, to=RunStatus.QUEUED, event_data={"attempt": attempt + 1},
+        ):
+            transaction.on_commit(lambda r=run_id: enqueue_run(r))
+            counts["requeued"] += 1
+        elif run_transition(
+            run_id=run_id, to=RunStatus.FAILED, error_code="worker_lost",
+            error_message=f"The worker stopped after {attempt} attempt(s).",
+            event_data={"error": {"code": "worker_lost",
+                                  "message": "The worker executing the run was lost."}},
+        ):
+            counts["failed"] += 1
+    for run_id in stale.filter(status=RunStatus.CANCELLING).values_list("pk", flat=True):
+        if run_transition(run_id=run_id, to=RunStatus.CANCELLED, error_code="cancelled"):
+            counts["cancelled"] += 1
+    forgotten = Run.objects.filter(status=RunStatus.QUEUED, created_at__lt=cutoff)
+    for run_id in forgotten.values_list("pk", flat=True)[:100]:
+        enqueue_run(run_id)
+        counts["kicked"] += 1
+    return counts

@@ -11,3 +11,10 @@ from agents.runtime.executors import run_in_worker_loop
 @shared_task(name="agents.execute_run", acks_late=True, reject_on_worker_lost=True)
 def execute_run_task(run_id: str) -> str | None:
     return run_in_worker_loop(execute_run(run_id))
+
+
+@shared_task(name="agents.reap_runs", ignore_result=True)
+def reap_runs_task() -> dict[str, int]:
+    from agents.services import runs_reap
+
+    return runs_reap()

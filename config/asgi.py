@@ -18,18 +18,22 @@ from channels.sessions import SessionMiddlewareStack  # noqa: E402
 from agents.auth import WebSocketAuthMiddleware  # noqa: E402
 from agents.routing import websocket_urlpatterns  # noqa: E402
 from agents.runtime.executors import remember_server_loop  # noqa: E402
+from agents.transport import StreamTransportMiddleware  # noqa: E402
 
-router = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": SessionMiddlewareStack(
-            WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))
-        ),
-    }
+# Outermost, so it still sees daphne's own ``send`` (see agents/transport.py).
+router = StreamTransportMiddleware(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": SessionMiddlewareStack(
+                WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))
+            ),
+        }
+    )
 )
 
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
     # The in-process executor starts runs on the server's own loop (see executors.py).
-    remember_server_loop(asyncio.get_running_loop())
+    remember_server_loop(asyncio.get_running_loop(), reaper=True)
     await router(scope, receive, send)

@@ -157,6 +157,11 @@ if RUN_EXECUTOR == "celery" and not REDIS_URL:
     raise ImproperlyConfigured("RUN_EXECUTOR=celery needs REDIS_URL for the broker.")
 
 RUN_TIMEOUT_S = env.int("RUN_TIMEOUT_S", default=600)
+# A running run whose heartbeat is older than this is taken to have lost its worker.
+RUN_STALE_AFTER_S = env.int("RUN_STALE_AFTER_S", default=15)
+RUN_MAX_ATTEMPTS = env.int("RUN_MAX_ATTEMPTS", default=2)
+REAPER_INTERVAL_S = env.int("REAPER_INTERVAL_S", default=10)
+THREAD_HISTORY_MAX_CHARS = env.int("THREAD_HISTORY_MAX_CHARS", default=48_000)
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="switchyard")
 CELERY_RESULT_BACKEND = None
@@ -173,6 +178,9 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "reap-runs": {"task": "agents.reap_runs", "schedule": float(REAPER_INTERVAL_S)},
+}
 
 # --- Runs and the demo model ------------------------------------------------------------
 

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import structlog
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
-from django.db.models import F
-from django.utils import timezone
 from pydantic_ai import Agent as PydanticAgent
-from pydantic_ai.exceptions import UsageLimitExceeded
+from pydantic_ai.exceptions import ModelAPIError, UnexpectedModelBehavior, UsageLimitExceeded
 from pydantic_ai.messages import (
     AgentStreamEvent,
     FunctionToolCallEvent,
@@ -29,18 +28,32 @@ from pydantic_ai.messages import (
 )
 from pydantic_ai.usage import RunUsage, UsageLimits
 
-from agents.lifecycle import RunStatus, is_terminal
+from agents.lifecycle import RunStatus
 from agents.models import Run
+from agents.runtime import claims
 from agents.runtime.events import EventEmitter
-from agents.runtime.providers import build_model
-from agents.services import run_transition
+from agents.runtime.ledger import BudgetExhausted, RunLedger, RunLimitExceeded
+from agents.runtime.providers import MeteredModel, build_model, error_code, error_message
 from agents.tools import get_tool
 from agents.tools.utils import to_pydantic_ai
 from monitoring import metrics
 
 log = structlog.get_logger(__name__)
 
-HEARTBEAT_INTERVAL_S = 1.0
+# How often the executor looks for a cancel request, and how often it proves it is alive.
+WATCH_INTERVAL_S = 0.25
+HEARTBEAT_EVERY_S = 2.0
+
+Outcome = tuple[str, dict[str, Any], dict[str, Any]]
+
+# pydantic-ai names its usage limits; ours are named after the Agent fields.
+_LIMIT_NAMES = {
+    "request_limit": "max_requests",
+    "tool_calls_limit": "max_tool_calls",
+    "input_tokens_limit": "max_input_tokens",
+    "output_tokens_limit": "max_output_tokens",
+    "total_tokens_limit": "max_total_tokens",
+}
 
 
 @dataclass
@@ -50,21 +63,10 @@ class RunState:
     usage: RunUsage = field(default_factory=RunUsage)
     tool_started: dict[str, float] = field(default_factory=dict)
     text: list[str] = field(default_factory=list)
+    messages: list[Any] = field(default_factory=list)
 
 
-def build_agent(config: dict[str, Any]) -> PydanticAgent[None, str]:
-    """A pydantic-ai agent from a run's frozen configuration."""
-    tools = [to_pydantic_ai(get_tool(name)) for name in config.get("tools", [])]
-    return PydanticAgent(
-        build_model(config),
-        instructions=config.get("instructions") or None,
-        tools=tools,
-        model_settings=config.get("model_settings") or None,
-    )
-
-
-def usage_limits(config: dict[str, Any]) -> UsageLimits:
-    limits = config.get("limits", {})
+def usage_limits(limits: dict[str, Any]) -> UsageLimits:
     return UsageLimits(
         request_limit=limits.get("max_requests"),
         tool_calls_limit=limits.get("max_tool_calls"),
@@ -73,37 +75,50 @@ def usage_limits(config: dict[str, Any]) -> UsageLimits:
     )
 
 
-def _load_run(run_id: uuid.UUID) -> Run | None:
-    close_old_connections()
-    return Run.objects.select_related("agent").filter(pk=run_id).first()
-
-
-def _start(run_id: uuid.UUID) -> int | None:
-    """queued -> running; returns the seq of ``run.started`` or None if we lost the race."""
-    now = timezone.now()
-    event = run_transition(
-        run_id=run_id,
-        to=RunStatus.RUNNING,
-        started_at=now,
-        heartbeat_at=now,
-        attempt=F("attempt") + 1,
-    )
-    return event.seq if event else None
-
-
-def _heartbeat(run_id: uuid.UUID) -> str | None:
-    Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
-    return Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+def limit_name(exc: UsageLimitExceeded) -> str:
+    match = re.search(r"(\w+_limit)", str(exc))
+    return _LIMIT_NAMES.get(match.group(1), match.group(1)) if match else "usage"
 
 
 class RunExecution:
     """One attempt at executing one run."""
 
-    def __init__(self, run: Run, emitter: EventEmitter) -> None:
+    def __init__(self, run: Run, prepared: claims.Prepared, emitter: EventEmitter) -> None:
         self.run = run
+        self.config = run.config
+        self.prepared = prepared
         self.emitter = emitter
         self.state = RunState()
+        limits = self.config.get("limits", {})
+        max_cost = limits.get("max_cost_usd")
+        self.ledger = RunLedger(
+            run_id=run.id,
+            agent_id=run.agent_id,
+            attempt=run.attempt,
+            config=self.config,
+            emitter=emitter,
+            override=prepared.price_override,
+            max_cost_usd=Decimal(max_cost) if max_cost is not None else None,
+            budget_left_usd=prepared.budget_left_usd,
+        )
         self.log = log.bind(run_id=str(run.id), agent=run.agent.slug)
+
+    def build_agent(self) -> PydanticAgent[None, str]:
+        """A pydantic-ai agent from the run's frozen configuration."""
+        provider = self.config["provider"]
+        model = MeteredModel(
+            build_model(self.config, api_key=self.prepared.api_key),
+            observer=self.ledger,
+            retries=int(provider.get("max_retries", 3)),
+            base_delay_s=float(provider.get("retry_base_delay_s", 0.5)),
+        )
+        tools = [to_pydantic_ai(get_tool(name)) for name in self.config.get("tools", [])]
+        return PydanticAgent(
+            model,
+            instructions=self.config.get("instructions") or None,
+            tools=tools,
+            model_settings=self.config.get("model_settings") or None,
+        )
 
     async def handle_events(self, ctx: Any, events: Any) -> None:
         """pydantic-ai's stream of model and tool events, mapped onto ours."""
@@ -146,118 +161,134 @@ class RunExecution:
         metrics.tool_calls.labels(tool=part.tool_name, outcome="ok" if ok else "error").inc()
         self.emitter.emit("tool.result", data)
 
-    def usage_fields(self) -> dict[str, Any]:
-        usage = self.state.usage
+    def run_fields(self) -> dict[str, Any]:
         return {
-            "requests": usage.requests,
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "tool_calls": usage.tool_calls,
+            "requests": len(self.ledger.calls),
+            "input_tokens": self.ledger.input_tokens,
+            "output_tokens": self.ledger.output_tokens,
+            "tool_calls": self.state.usage.tool_calls,
+            "usage_estimated": self.ledger.estimated,
+            "cost_usd": self.ledger.cost,
         }
 
-    def usage_data(self) -> dict[str, Any]:
-        usage = self.state.usage
-        return {
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "cost_usd": "0",
-        }
-
-    async def execute(self) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    async def execute(self) -> Outcome:
         """Run the model loop; returns (final status, terminal event data, run fields)."""
-        config = self.run.config
-        agent = build_agent(config)
-        timeout_s = config.get("limits", {}).get("timeout_s") or settings.RUN_TIMEOUT_S
+        limits = self.config.get("limits", {})
+        timeout_s = limits.get("timeout_s") or settings.RUN_TIMEOUT_S
         try:
             async with asyncio.timeout(timeout_s):
-                result = await agent.run(
+                result = await self.build_agent().run(
                     self.run.input,
+                    message_history=self.prepared.history or None,
                     event_stream_handler=self.handle_events,
-                    usage_limits=usage_limits(config),
+                    usage_limits=usage_limits(limits),
                 )
         except TimeoutError:
             return self.outcome(RunStatus.TIMED_OUT, "timed_out", f"Run exceeded {timeout_s} s.")
         except UsageLimitExceeded as exc:
-            return self.outcome(RunStatus.FAILED, "limit_exceeded", str(exc))
+            name = limit_name(exc)
+            return self.outcome(RunStatus.FAILED, "limit_exceeded", str(exc), limit=name)
+        except RunLimitExceeded as exc:
+            return self.outcome(RunStatus.FAILED, "limit_exceeded", str(exc), limit=exc.limit)
+        except BudgetExhausted as exc:
+            return self.outcome(RunStatus.FAILED, "budget_exhausted", str(exc))
+        except (ModelAPIError, UnexpectedModelBehavior) as exc:
+            return self.outcome(RunStatus.FAILED, error_code(exc), error_message(exc))
         self.state.usage = result.usage
-        output = result.output
-        usage = self.usage_data()
+        self.state.messages = _messages_json(result)
+        usage = self.ledger.usage()
         self.emitter.emit("usage", usage)
-        fields = {"output": output, **self.usage_fields()}
-        return RunStatus.SUCCEEDED, {"output": output, "usage": usage}, fields
+        fields = {"output": result.output, "messages": self.state.messages, **self.run_fields()}
+        return RunStatus.SUCCEEDED, {"output": result.output, "usage": usage}, fields
 
-    def outcome(
-        self, status: str, code: str, message: str
-    ) -> tuple[str, dict[str, Any], dict[str, Any]]:
-        self.emitter.emit("usage", self.usage_data())
+    def outcome(self, status: str, code: str, message: str, **details: Any) -> Outcome:
+        """A run that ends other than by succeeding keeps its partial output and usage."""
+        self.emitter.emit("usage", self.ledger.usage())
         fields = {
             "error_code": code,
             "error_message": message,
             "output": "".join(self.state.text),
-            **self.usage_fields(),
+            **self.run_fields(),
         }
-        data = {"error": {"code": code, "message": message}} if status == RunStatus.FAILED else {}
+        data: dict[str, Any] = {}
+        if status == RunStatus.FAILED:
+            data = {"error": {"code": code, "message": message, **details}}
         return status, data, fields
 
 
+def _messages_json(result: Any) -> list[Any]:
+    import json
+
+    return json.loads(result.new_messages_json())
+
+
 async def _watch(run_id: uuid.UUID, work: asyncio.Task[Any]) -> None:
-    """Heartbeat, and stop the work promptly when a cancel has been requested."""
+    """Stop the work promptly when a cancel is requested, and keep the heartbeat fresh."""
+    last_beat = time.monotonic()
     while True:
-        await asyncio.sleep(HEARTBEAT_INTERVAL_S)
-        status = await sync_to_async(_heartbeat)(run_id)
+        await asyncio.sleep(WATCH_INTERVAL_S)
+        beat = time.monotonic() - last_beat >= HEARTBEAT_EVERY_S
+        status = await sync_to_async(claims.check_in)(run_id, heartbeat=beat)
+        if beat:
+            last_beat = time.monotonic()
         if status == RunStatus.CANCELLING:
             work.cancel("cancel requested")
             return
 
 
 async def execute_run(run_id: uuid.UUID | str) -> str | None:
-    """Execute a queued run to a terminal state. Idempotent: a run that is not queued
-    (already finished, or taken by another worker) is left alone. Returns the final status,
-    or None when this call did nothing."""
-    run_id = uuid.UUID(str(run_id))
-    run = await sync_to_async(_load_run)(run_id)
-    if run is None or is_terminal(run.status) or run.status != RunStatus.QUEUED:
+    """Execute a queued run to a terminal state.
+
+    Idempotent: a run that is not queued (finished, or alive on another worker) is left
+    alone, so a redelivered task never runs a second copy. When the agent's concurrency
+    limit is reached the run stays queued and starts when a slot frees up.
+    Returns the final status, or None when this call did nothing.
+    """
+    claimed = await sync_to_async(claims.claim)(uuid.UUID(str(run_id)))
+    if claimed is None:
         return None
-    started_seq = await sync_to_async(_start)(run_id)
-    if started_seq is None:
-        return None
-    structlog.contextvars.bind_contextvars(run_id=str(run_id), agent=run.agent.slug)
-    emitter = EventEmitter(run_id, started_seq + 1)
-    execution = RunExecution(run, emitter)
-    work = asyncio.create_task(execution.execute())
-    watcher = asyncio.create_task(_watch(run_id, work))
+    run, started_seq = claimed
+    structlog.contextvars.bind_contextvars(run_id=str(run.id), agent=run.agent.slug)
+    emitter = EventEmitter(run.id, started_seq + 1)
     started = time.monotonic()
     try:
-        status, data, fields = await work
+        prepared = await sync_to_async(claims.prepare)(run)
+        execution = RunExecution(run, prepared, emitter)
+        status, data, fields = await _supervise(run.id, execution)
+    except Exception as exc:  # noqa: BLE001 - every failure must end the run, not strand it
+        log.exception("run_failed", run_id=str(run.id))
+        status, data, fields = _crash_outcome(exc)
+        execution = None
+    await emitter.flush()
+    calls = execution.ledger.calls if execution else []
+    status = await sync_to_async(claims.finish)(
+        run, status=status, data=data, fields=fields, calls=calls, emitter=emitter
+    )
+    metrics.runs_finished.labels(agent=run.agent.slug, status=status).inc()
+    metrics.run_duration.labels(agent=run.agent.slug).observe(time.monotonic() - started)
+    log.info("run_finished", run_id=str(run.id), status=status, events=emitter.next_seq - 1)
+    await sync_to_async(claims.start_next_queued)(run.agent_id)
+    return status
+
+
+async def _supervise(run_id: uuid.UUID, execution: RunExecution) -> Outcome:
+    work = asyncio.create_task(execution.execute())
+    watcher = asyncio.create_task(_watch(run_id, work))
+    try:
+        return await work
     except asyncio.CancelledError:
         if not watcher.done():
             raise  # our own task is being cancelled (shutdown), not the run
-        status, data, fields = execution.outcome(
-            RunStatus.CANCELLED, "cancelled", "Cancelled on request."
-        )
-    except Exception as exc:
-        execution.log.exception("run_failed")
-        status, data, fields = execution.outcome(
-            RunStatus.FAILED, "internal_error", f"{type(exc).__name__}: the run failed."
-        )
+        return execution.outcome(RunStatus.CANCELLED, "cancelled", "Cancelled on request.")
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-    await emitter.flush()
-    seq = emitter.take_seq()
-    event = await sync_to_async(run_transition)(
-        run_id=run_id, to=status, event_data=data, seq=seq, **fields
-    )
-    if event is None:
-        # A cancel request arrived while the run was finishing: confirm the cancel.
-        event = await sync_to_async(run_transition)(
-            run_id=run_id, to=RunStatus.CANCELLED, seq=seq, **fields
-        )
-        status = RunStatus.CANCELLED
-    if event is None:
-        emitter.give_back_seq(seq)
-    metrics.runs_finished.labels(agent=run.agent.slug, status=status).inc()
-    metrics.run_duration.labels(agent=run.agent.slug).observe(time.monotonic() - started)
-    execution.log.info("run_finished", status=status, events=emitter.next_seq - 1)
-    return status
+
+
+def _crash_outcome(exc: Exception) -> Outcome:
+    code, message = "internal_error", f"{type(exc).__name__}: the run failed."
+    if isinstance(exc, claims.RunSetupError):
+        code, message = exc.code, str(exc)
+    data = {"error": {"code": code, "message": message}}
+    return RunStatus.FAILED, data, {"error_code": code, "error_message": message}

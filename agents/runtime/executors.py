@@ -21,11 +21,35 @@ _server_loop: asyncio.AbstractEventLoop | None = None
 _inflight: set[asyncio.Task[Any]] = set()
 
 
-def remember_server_loop(loop: asyncio.AbstractEventLoop) -> None:
+def remember_server_loop(loop: asyncio.AbstractEventLoop, *, reaper: bool = False) -> None:
     """Called from inside the ASGI server (or a command's loop) so that synchronous views,
-    which run in threads, can start runs on the loop that owns the channel layer."""
-    global _server_loop
+    which run in threads, can start runs on the loop that owns the channel layer.
+
+    With ``reaper`` (the ASGI server, in-process mode) the loop also runs the periodic
+    reaper that Celery beat runs in the distributed mode.
+    """
+    global _server_loop, _reaper_task
+    if _server_loop is loop:
+        return
     _server_loop = loop
+    if reaper and settings.RUN_EXECUTOR == "inprocess":
+        _reaper_task = loop.create_task(_reap_periodically(), context=contextvars.Context())
+
+
+_reaper_task: asyncio.Task[None] | None = None
+
+
+async def _reap_periodically() -> None:
+    from asgiref.sync import sync_to_async
+
+    from agents.services import runs_reap
+
+    while True:
+        try:
+            await sync_to_async(runs_reap)()
+        except Exception:  # noqa: BLE001 - the reaper must outlive a failed pass
+            log.exception("reaper_pass_failed")
+        await asyncio.sleep(settings.REAPER_INTERVAL_S)
 
 
 def enqueue_run(run_id: uuid.UUID) -> None:

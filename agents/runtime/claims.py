@@ -1,0 +1,154 @@
+"""The executor's synchronous database work: claiming a run, preparing it, finishing it.
+
+Kept apart from engine.py so each step is one ``sync_to_async`` hop with a clear
+transaction boundary.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.db import close_old_connections, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from agents.lifecycle import RunStatus
+from agents.models import Agent, ModelCall, PriceOverride, Run
+from agents.runtime.events import EventEmitter
+from agents.services import agent_month_spend, run_transition, thread_history
+
+ACTIVE = (RunStatus.RUNNING, RunStatus.CANCELLING)
+
+
+class RunSetupError(Exception):
+    """The run cannot start as configured (e.g. its provider key is missing)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Prepared:
+    api_key: str | None = None
+    price_override: PriceOverride | None = None
+    budget_left_usd: Decimal | None = None
+    history: list[Any] = field(default_factory=list)
+
+
+def claim(run_id: uuid.UUID) -> tuple[Run, int] | None:
+    """Move the run (or, under a concurrency limit, the agent's oldest queued run)
+    ``queued -> running``. Returns (run, seq of run.started), or None if nothing started."""
+    close_old_connections()
+    run = Run.objects.select_related("agent").filter(pk=run_id).first()
+    if run is None or run.status != RunStatus.QUEUED:
+        return None
+    limit = run.agent.max_concurrent_runs
+    with transaction.atomic():
+        if limit:
+            # Serialise starts per agent: the row lock makes "count, then start" atomic
+            # across workers, so the limit is never exceeded.
+            Agent.objects.select_for_update().filter(pk=run.agent_id).first()
+            active = Run.objects.filter(agent_id=run.agent_id, status__in=ACTIVE).count()
+            if active >= limit:
+                return None
+            oldest = (
+                Run.objects.filter(agent_id=run.agent_id, status=RunStatus.QUEUED)
+                .order_by("created_at")
+                .values_list("pk", flat=True)
+                .first()
+            )
+            run_id = oldest or run_id
+        now = timezone.now()
+        event = run_transition(
+            run_id=run_id, to=RunStatus.RUNNING, started_at=now, heartbeat_at=now,
+            attempt=F("attempt") + 1,
+        )
+    if event is None:
+        return None
+    return Run.objects.select_related("agent").get(pk=run_id), event.seq
+
+
+def prepare(run: Run) -> Prepared:
+    """What the run needs from the database before its first model call."""
+    config = run.config
+    provider = config["provider"]
+    prepared = Prepared(history=thread_history(run))
+    from agents.runtime.ledger import find_override
+
+    prepared.price_override = find_override(provider.get("id"), config["model_name"])
+    budget = run.agent.monthly_budget_usd
+    if budget is not None:
+        prepared.budget_left_usd = budget - agent_month_spend(run.agent_id)
+        if prepared.budget_left_usd <= 0:
+            raise RunSetupError("budget_exhausted", "The agent's monthly budget is spent.")
+    prepared.api_key = reveal_provider_key(run)
+    return prepared
+
+
+def reveal_provider_key(run: Run) -> str | None:
+    """The provider's key from the vault, revealed once for this run (purpose run:<uuid>)."""
+    secret_name = run.config["provider"].get("api_key_secret")
+    if not secret_name:
+        return None
+    from secrets_vault.services import secret_reveal
+
+    try:
+        value = secret_reveal(
+            name=secret_name, purpose=f"run:{run.id}", actor="runtime", agent=run.agent
+        )
+    except Exception as exc:  # noqa: BLE001 - any vault failure means "no usable key"
+        message = f"The provider's key could not be read from the vault ({type(exc).__name__})."
+        raise RunSetupError("provider_auth_failed", message) from None
+    return value.reveal()
+
+
+def check_in(run_id: uuid.UUID, *, heartbeat: bool) -> str | None:
+    """The run's status, refreshing its heartbeat when asked (one query, or two)."""
+    if heartbeat:
+        Run.objects.filter(pk=run_id, status__in=ACTIVE).update(heartbeat_at=timezone.now())
+    return Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+
+
+def finish(
+    run: Run,
+    *,
+    status: str,
+    data: dict[str, Any],
+    fields: dict[str, Any],
+    calls: list[ModelCall],
+    emitter: EventEmitter,
+) -> str:
+    """Store the ledger and move the run to its terminal status, in one transaction.
+
+    A cancel requested while the run was finishing wins: the run ends ``cancelled``.
+    """
+    seq = emitter.take_seq()
+    with transaction.atomic():
+        ModelCall.objects.bulk_create(calls)
+        event = run_transition(run_id=run.id, to=status, event_data=data, seq=seq, **fields)
+        if event is None and status != RunStatus.CANCELLED:
+            status = RunStatus.CANCELLED
+            event = run_transition(run_id=run.id, to=status, seq=seq, **fields)
+    if event is None:
+        emitter.give_back_seq(seq)
+        current = Run.objects.filter(pk=run.id).values_list("status", flat=True).first()
+        return current or status
+    return status
+
+
+def start_next_queued(agent_id: int) -> None:
+    """After a run of a concurrency-limited agent ends, start its oldest queued run."""
+    agent = Agent.objects.filter(pk=agent_id).only("max_concurrent_runs").first()
+    if agent is None or not agent.max_concurrent_runs:
+        return
+    from agents.runtime.executors import enqueue_run
+
+    queued = Run.objects.filter(agent_id=agent_id, status=RunStatus.QUEUED).order_by("created_at")
+    active = Run.objects.filter(agent_id=agent_id, status__in=ACTIVE).count()
+    free = agent.max_concurrent_runs - active
+    for run_id in queued.values_list("pk", flat=True)[: max(free, 0)]:
+        enqueue_run(run_id)
