@@ -24,6 +24,7 @@ from rest_framework import status as http
 
 from agents.errors import ApiError
 from moderation import engine
+from moderation.engine.normalize import normalise_literal
 from moderation.engine.types import SEVERITIES
 from moderation.models import Flag, Policy, Rule
 
@@ -219,6 +220,10 @@ def _check_decision(decision: str) -> None:
         )
 
 
+def _allow_key(value: str) -> str:
+    return normalise_literal(value, folded=True).strip()
+
+
 def rule_allow_list_add(*, rule: Rule, value: str) -> bool:
     """Add a literal to a rule's ``allow`` parameter; False if it was already there.
     The caller holds the rule row locked."""
@@ -272,9 +277,16 @@ def flag_resolve(
             )
         rule = Rule.objects.select_for_update().get(pk=locked.rule_id)
         rule_allow_list_add(rule=rule, value=locked.allow_candidate)
-        Flag.objects.filter(
-            rule_id=rule.pk, allow_candidate=locked.allow_candidate, status=Flag.Status.OPEN
-        ).exclude(pk=locked.pk).update(
+        # Same comparison as the engine's allow list: normalised and case-folded.
+        same = _allow_key(locked.allow_candidate)
+        open_flags = (
+            Flag.objects.filter(rule_id=rule.pk, status=Flag.Status.OPEN)
+            .exclude(pk=locked.pk)
+            .exclude(allow_candidate="")
+            .values_list("pk", "allow_candidate")
+        )
+        siblings = [pk for pk, value in open_flags if _allow_key(value) == same]
+        Flag.objects.filter(pk__in=siblings).update(
             status=Flag.Status.DISMISSED,
             reviewer=reviewer,
             reviewed_at=now,
