@@ -1,0 +1,219 @@
+"""Admin for moderation: policies with their (validated) rules, and the triage queue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from agents.errors import ApiError
+from moderation.models import Flag, Policy, Rule, Stage
+from moderation.selectors import AGES, age_filter, flags_queue
+from moderation.services import flag_resolve, flags_resolve
+
+
+class RuleForm(forms.ModelForm):
+    # Checkboxes instead of a raw JSON list; the model's clean() still validates it all.
+    stages = forms.MultipleChoiceField(
+        choices=Stage.choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=[s for s, _ in Stage.choices],
+    )
+
+    class Meta:
+        model = Rule
+        fields = ["order", "name", "kind", "params", "stages", "action", "severity", "is_active"]
+
+
+class RuleInline(admin.StackedInline):
+    model = Rule
+    form = RuleForm
+    extra = 0
+    ordering = ["order", "id"]
+
+
+@admin.register(Policy)
+class PolicyAdmin(admin.ModelAdmin):
+    list_display = ["name", "fail_mode", "rule_count", "updated_at"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["created_at", "updated_at"]
+    inlines = [RuleInline]
+
+    @admin.display(description="rules")
+    def rule_count(self, policy: Policy) -> int:
+        return policy.rules.count()
+
+
+class AgeListFilter(admin.SimpleListFilter):
+    title = "age"
+    parameter_name = "age"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("hour", "Last hour"),
+            ("day", "Last day"),
+            ("week", "Last week"),
+            ("older", "Older than a week"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Flag]) -> QuerySet[Flag]:
+        value = self.value()
+        if value in AGES or value == "older":
+            return queryset.filter(age_filter(value))
+        return queryset
+
+
+class FlagForm(forms.ModelForm):
+    """The single-flag review: a decision, a note and, for a false positive whose value
+    may be kept, allow-listing it in the same step."""
+
+    status = forms.ChoiceField(choices=Flag.Status.choices)
+    allow_list = forms.BooleanField(
+        required=False,
+        label="Add the matched value to the rule's allow list",
+        help_text="Only with 'Dismissed'. Keyword, regex and prompt-injection flags only; "
+        "for PII and secrets edit the rule's allow list by hand.",
+    )
+
+    class Meta:
+        model = Flag
+        fields = ["status", "note"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("allow_list"):
+            if data.get("status") != Flag.Status.DISMISSED:
+                self.add_error("allow_list", "Only a dismissed flag can allow-list its value.")
+            elif not self.instance.allow_candidate or self.instance.rule_id is None:
+                self.add_error("allow_list", "This flag's value cannot be allow-listed.")
+        return data
+
+
+def _bulk(decision: str, label: str) -> Any:
+    @admin.action(description=f"{label} selected flags", permissions=["change"])
+    def action(modeladmin: FlagAdmin, request: HttpRequest, queryset: QuerySet[Flag]) -> None:
+        count = flags_resolve(
+            flag_ids=queryset.values_list("pk", flat=True), decision=decision, reviewer=request.user
+        )
+        modeladmin.message_user(request, f"{count} flag(s) marked {decision}.", messages.SUCCESS)
+
+    action.__name__ = f"mark_{decision}"
+    return action
+
+
+@admin.register(Flag)
+class FlagAdmin(admin.ModelAdmin):
+    form = FlagForm
+    list_display = [
+        "created_at",
+        "status",
+        "severity",
+        "agent",
+        "rule_name",
+        "kind",
+        "stage",
+        "action",
+        "short_excerpt",
+        "run_link",
+        "reviewer",
+    ]
+    list_filter = [
+        "status",
+        "severity",
+        "stage",
+        "kind",
+        ("agent", admin.RelatedOnlyFieldListFilter),
+        ("rule", admin.RelatedOnlyFieldListFilter),
+        AgeListFilter,
+    ]
+    list_select_related = ["agent", "reviewer"]
+    search_fields = ["rule_name", "kind", "excerpt", "note"]
+    actions = [
+        _bulk(Flag.Status.DISMISSED, "Dismiss (false positive)"),
+        _bulk(Flag.Status.CONFIRMED, "Confirm"),
+        _bulk(Flag.Status.ESCALATED, "Escalate"),
+    ]
+    readonly_fields = [
+        "run_link",
+        "agent",
+        "rule",
+        "rule_name",
+        "stage",
+        "kind",
+        "action",
+        "severity",
+        "excerpt",
+        "created_at",
+        "reviewer",
+        "reviewed_at",
+    ]
+    fieldsets = [
+        (
+            "Finding",
+            {
+                "fields": [
+                    "run_link",
+                    "agent",
+                    ("rule", "rule_name"),
+                    ("stage", "kind", "action", "severity"),
+                    "excerpt",
+                    "created_at",
+                ]
+            },
+        ),
+        ("Review", {"fields": ["status", "allow_list", "note", "reviewer", "reviewed_at"]}),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Flag]:
+        # Not super(): it orders by get_ordering() before "open_rank" exists.
+        return flags_queue(self.model._default_manager.get_queryset())
+
+    def get_ordering(self, request: HttpRequest) -> list[str]:
+        # Open flags first, then newest; "open_rank" is annotated by flags_queue.
+        return ["open_rank", "-created_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # flags come from runs only
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the audit trail of a run; deleted with the run
+
+    @admin.display(description="run")
+    def run_link(self, flag: Flag) -> str:
+        url = reverse("admin:agents_run_change", args=[flag.run_id])
+        return format_html('<a href="{}">{}</a>', url, str(flag.run_id)[:8])
+
+    @admin.display(description="excerpt")
+    def short_excerpt(self, flag: Flag) -> str:
+        return flag.excerpt if len(flag.excerpt) <= 120 else flag.excerpt[:119] + "…"
+
+    def save_model(self, request: HttpRequest, obj: Flag, form: Any, change: bool) -> None:
+        # Decisions go through the service (reviewer, time, allow-list), never a raw save.
+        old = Flag.objects.get(pk=obj.pk)
+        decision = form.cleaned_data["status"]
+        note = form.cleaned_data.get("note", "")
+        if decision == Flag.Status.OPEN:
+            # Re-opening is not a decision; still record who did it and when.
+            if old.status != Flag.Status.OPEN or note != old.note:
+                Flag.objects.filter(pk=obj.pk).update(
+                    status=decision, note=note, reviewer=request.user, reviewed_at=timezone.now()
+                )
+            return
+        if decision == old.status and note == old.note and not form.cleaned_data["allow_list"]:
+            return
+        try:
+            flag_resolve(
+                flag=obj,
+                decision=decision,
+                note=note,
+                reviewer=request.user,
+                allow_list_entry=form.cleaned_data["allow_list"],
+            )
+        except ApiError as exc:
+            self.message_user(request, exc.message, messages.ERROR)

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from agents.serializers import StrictCharField, StrictSerializer
+from moderation.engine import STAGES
+from moderation.models import Flag, Severity, Stage
+from moderation.selectors import AGE_CHOICES
+from moderation.services import DECISIONS
+
+CHECK_MAX_CHARS = 200_000
+
+
+class FlagSerializer(serializers.ModelSerializer):
+    agent = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    reviewer = serializers.SerializerMethodField()
+    allow_listable = serializers.SerializerMethodField()
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Flag
+        fields = [
+            "id",
+            "run",
+            "agent",
+            "rule",
+            "rule_name",
+            "stage",
+            "kind",
+            "action",
+            "severity",
+            "excerpt",
+            "status",
+            "reviewer",
+            "reviewed_at",
+            "note",
+            "allow_listable",
+            "created_at",
+            "links",
+        ]
+        read_only_fields = fields
+
+    def get_reviewer(self, flag: Flag) -> str | None:
+        return flag.reviewer.get_username() if flag.reviewer else None
+
+    def get_allow_listable(self, flag: Flag) -> bool:
+        return bool(flag.allow_candidate) and flag.rule_id is not None
+
+    def get_links(self, flag: Flag) -> dict[str, str]:
+        return {
+            "run": f"/api/v1/runs/{flag.run_id}/",
+            "admin": f"/admin/agents/run/{flag.run_id}/change/",
+            "resolve": f"/api/v1/moderation/flags/{flag.pk}/resolve/",
+        }
+
+
+class FlagQuerySerializer(StrictSerializer):
+    agent = serializers.CharField(required=False)
+    rule = serializers.IntegerField(required=False, min_value=1)
+    run = serializers.UUIDField(required=False)
+    kind = serializers.CharField(required=False, max_length=100)
+    stage = serializers.ChoiceField(choices=Stage.choices, required=False)
+    severity = serializers.ChoiceField(choices=Severity.choices, required=False)
+    status = serializers.ChoiceField(choices=Flag.Status.choices, required=False)
+    age = serializers.ChoiceField(choices=AGE_CHOICES, required=False)
+    # Pagination parameters, read by the paginator.
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=500)
+    offset = serializers.IntegerField(required=False, min_value=0)
+
+
+class FlagResolveSerializer(StrictSerializer):
+    decision = serializers.ChoiceField(choices=[str(d) for d in DECISIONS])
+    note = StrictCharField(required=False, allow_blank=True, default="", max_length=2000)
+    allow_list = serializers.BooleanField(required=False, default=False)
+
+
+class PolicyRefField(serializers.Field):
+    """A policy by id (a JSON number) or by name (a string)."""
+
+    def to_internal_value(self, data: Any) -> int | str:
+        if isinstance(data, bool) or not isinstance(data, int | str) or data == "":
+            raise serializers.ValidationError("A policy id (number) or name (string).")
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class CheckSerializer(StrictSerializer):
+    text = StrictCharField(allow_blank=True, trim_whitespace=False, max_length=CHECK_MAX_CHARS)
+    stage = serializers.ChoiceField(choices=sorted(STAGES))
+    policy = PolicyRefField(required=False)
+    # Shape and parameters are checked rule by rule by the service, with engine messages.
+    rules = serializers.JSONField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("policy" in attrs) == ("rules" in attrs):
+            raise serializers.ValidationError("Give exactly one of 'policy' or 'rules'.")
+        return attrs
+
+
+class FindingSerializer(serializers.Serializer):
+    """A finding as the check endpoint returns it (for the schema)."""
+
+    rule = serializers.CharField()
+    rule_id = serializers.CharField()
+    kind = serializers.CharField()
+    action = serializers.CharField()
+    severity = serializers.CharField()
+    stage = serializers.CharField()
+    start = serializers.IntegerField()
+    end = serializers.IntegerField()
+    excerpt = serializers.CharField()
+
+
+class CheckResultSerializer(serializers.Serializer):
+    findings = FindingSerializer(many=True)
+    text = serializers.CharField()
+    blocked = FindingSerializer(allow_null=True)
+    skipped = serializers.ListField(child=serializers.CharField())

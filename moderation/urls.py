@@ -1,0 +1,17 @@
+"""Included at ``api/v1/moderation/``."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from moderation import api
+
+urlpatterns = [
+    path("flags/", api.FlagListView.as_view(), name="moderation-flag-list"),
+    path(
+        "flags/<int:flag_id>/resolve/",
+        api.FlagResolveView.as_view(),
+        name="moderation-flag-resolve",
+    ),
+    path("check/", api.CheckView.as_view(), name="moderation-check"),
+]
