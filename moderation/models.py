@@ -123,6 +123,8 @@ class Rule(models.Model):
             return  # the choices validation of those fields reports it
         if self.severity not in SEVERITIES:
             return
+        if self.params is None:
+            self.params = {}  # an emptied JSON box in the admin means "no parameters"
         if not isinstance(self.params, dict):
             raise ValidationError({"params": 'A JSON object such as {"terms": ["falcon"]}.'})
         try:

@@ -18,7 +18,12 @@ from asgiref.sync import sync_to_async
 from moderation import engine, metrics
 from moderation.engine import Finding, RuleSpec, StreamModerator
 from moderation.models import Policy
-from moderation.services import flag_event_payloads, flags_record, policy_compile
+from moderation.services import (
+    FAIL_CLOSED_RULE_ID,
+    flag_event_payloads,
+    flags_record,
+    policy_compile,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -26,7 +31,7 @@ log = structlog.get_logger(__name__)
 # not stall other runs sharing the event loop.
 THREAD_SCAN_CHARS = 50_000
 FAIL_CLOSED_RULE = RuleSpec(
-    id="builtin:fail_closed",
+    id=FAIL_CLOSED_RULE_ID,
     name="Moderation unavailable (policy fails closed)",
     kind="regex",
     params={"pattern": r"[\s\S]"},
@@ -104,6 +109,7 @@ class RunModeration:
         policy_name: str,
         fail_open: bool,
         external_keys: dict[str, str | None] | None = None,
+        broken: bool = False,
     ) -> None:
         self.run_id = run_id
         self.agent_id = agent_id
@@ -111,6 +117,9 @@ class RunModeration:
         self.policy_name = policy_name
         self.fail_open = fail_open
         self._external_keys = external_keys or {}
+        # A policy that failed closed: checks block at once; the stream uses
+        # FAIL_CLOSED_RULE, which blocks at the first character.
+        self.broken = broken
 
     @classmethod
     async def for_run(
@@ -156,6 +165,7 @@ class RunModeration:
             log.warning("moderation_policy_missing", policy_id=policy_id, run_id=str(run_id))
             return None
         fail_open = row.fail_mode == Policy.FailMode.OPEN
+        broken = False
         try:
             compiled = policy_compile(row, known_secrets=known_secrets)
         except Exception:
@@ -163,11 +173,8 @@ class RunModeration:
             if fail_open:
                 return None
             compiled = engine.Policy([FAIL_CLOSED_RULE], known_secrets=known_secrets)
-        keys = {
-            r.id: external_key(r) if external_key else None
-            for r in compiled.rules
-            if r.kind == "external"
-        }
+            broken = True
+        keys = {r.id: _reveal(external_key, r) for r in compiled.rules if r.kind == "external"}
         return cls(
             run_id=run_id,
             agent_id=agent_id,
@@ -175,6 +182,7 @@ class RunModeration:
             policy_name=row.name,
             fail_open=fail_open,
             external_keys=keys,
+            broken=broken,
         )
 
     # --- checks (no ORM) -----------------------------------------------------------------
@@ -193,25 +201,15 @@ class RunModeration:
         return OutputStream(self.policy.stream("output"), "output")
 
     async def _check(self, text: str, stage: str, *, tool_name: str = "") -> StageOutcome:
+        if self.broken:
+            return self._unavailable(text, stage, tool_name)
         try:
             result = await self._scan(text, stage, external=True)
         except Exception:
             log.exception("moderation_failed", stage=stage, policy=self.policy_name)
             if self.fail_open:
                 return StageOutcome(stage, text, [], None, ["moderation failed"], text, tool_name)
-            blocked = Finding(
-                FAIL_CLOSED_RULE.id,
-                FAIL_CLOSED_RULE.name,
-                "moderation_error",
-                "block",
-                stage,
-                0,
-                len(text),
-                "high",
-            )
-            return StageOutcome(
-                stage, "", [blocked], blocked, ["moderation failed"], text, tool_name
-            )
+            return self._unavailable(text, stage, tool_name)
         return StageOutcome(
             stage=stage,
             text=result.text,
@@ -220,6 +218,22 @@ class RunModeration:
             errors=list(result.errors),
             original=text,
             tool_name=tool_name,
+        )
+
+    def _unavailable(self, text: str, stage: str, tool_name: str) -> StageOutcome:
+        """Fail closed: one blocking finding over the whole text, and no text passes."""
+        blocked = Finding(
+            FAIL_CLOSED_RULE.id,
+            FAIL_CLOSED_RULE.name,
+            "moderation_error",
+            "block",
+            stage,
+            0,
+            len(text),
+            "high",
+        )
+        return StageOutcome(
+            stage, "", [blocked], blocked, ["moderation unavailable"], text, tool_name
         )
 
     async def _scan(self, text: str, stage: str, *, external: bool) -> engine.ScanResult:
@@ -292,3 +306,15 @@ class RunModeration:
             rescanned = await self._scan(text, stream.stage, external=False)
             context = [*new, *rescanned.findings]
         return stream.stage, text, new, context
+
+
+def _reveal(external_key: ExternalKey | None, rule: RuleSpec) -> str | None:
+    """An external rule's API key; a lookup that fails leaves the rule without a key, so
+    the rule's own fail mode applies (its error never carries the key)."""
+    if external_key is None:
+        return None
+    try:
+        return external_key(rule)
+    except Exception:
+        log.exception("moderation_external_key_failed", rule=rule.name)
+        return None

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agents.serializers import StrictCharField, StrictSerializer
@@ -76,6 +77,7 @@ class FlagResolveSerializer(StrictSerializer):
     allow_list = serializers.BooleanField(required=False, default=False)
 
 
+@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}]})
 class PolicyRefField(serializers.Field):
     """A policy by id (a JSON number) or by name (a string)."""
 

@@ -38,6 +38,8 @@ EXCERPT_MAX_CHARS = 500
 MAX_FLAGS_PER_RECORD = 50
 DECISIONS = (Flag.Status.DISMISSED, Flag.Status.CONFIRMED, Flag.Status.ESCALATED)
 MAX_ADHOC_RULES = 100
+# The rule a run falls back to when its policy fails closed (see moderation.runtime).
+FAIL_CLOSED_RULE_ID = "builtin:fail_closed"
 _RULE_KEYS = {"name", "kind", "params", "stages", "action", "severity"}
 
 _CACHE_SIZE = 64
@@ -98,6 +100,9 @@ def rule_pk(finding: engine.Finding) -> int | None:
 
 def flag_excerpt(text: str, finding: engine.Finding, findings: Sequence[engine.Finding]) -> str:
     """The redacted context of a finding, capped in length."""
+    if finding.rule_id == FAIL_CLOSED_RULE_ID:
+        # Moderation did not run on this text, so nothing in it is known to be safe.
+        return "[not shown: moderation was unavailable]"
     shown = engine.excerpt(text, finding, findings, context=EXCERPT_CONTEXT)
     if len(shown) > EXCERPT_MAX_CHARS:
         shown = shown[: EXCERPT_MAX_CHARS - 1] + "…"

@@ -188,3 +188,20 @@ async def test_record_accepts_bare_findings_with_stage_and_text(run: Any, policy
     assert [e["rule"] for e in events] == ["Competitors"]
     with pytest.raises(TypeError):
         await moderation.record(result.findings)
+
+
+async def test_a_fail_closed_block_records_no_unscanned_text(run: Any) -> None:
+    # given a broken policy that fails closed
+    broken = await sync_to_async(Policy.objects.create)(name="closed", fail_mode="closed")
+    rule = await sync_to_async(Rule.objects.create)(
+        policy=broken, name="kw", kind="keyword", params={"terms": ["x"]}
+    )
+    await sync_to_async(Rule.objects.filter(pk=rule.pk).update)(params={"terms": []})
+    moderation = await moderation_for(run, broken)
+    # when an input with an email is blocked and recorded
+    outcome = await moderation.check_input("mail jane.doe@example.com now")
+    await moderation.record(outcome)
+    # then the flag shows none of the text, which was never scanned
+    (flag,) = await stored_flags()
+    assert "jane" not in flag.excerpt
+    assert flag.rule_id is None
