@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents.errors import ApiError
-from agents.models import Agent
+from agents.models import Agent, Thread
 from agents.selectors import agents_visible_to, events_after, run_for_user, runs_visible_to
 from agents.serializers import (
     AgentSerializer,
@@ -21,8 +21,10 @@ from agents.serializers import (
     EventsQuerySerializer,
     RunCreateSerializer,
     RunSerializer,
+    ThreadCreateSerializer,
+    ThreadSerializer,
 )
-from agents.services import run_cancel, run_create
+from agents.services import run_cancel, run_create, thread_create
 
 IDEMPOTENCY_KEY_MAX = 255
 
@@ -51,11 +53,20 @@ class AgentRunCreateView(APIView):
         key = request.headers.get("Idempotency-Key") or None
         if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
             raise ApiError("invalid_idempotency_key", "Idempotency-Key is too long (max 255).")
+        thread = None
+        if "thread" in body.validated_data:
+            thread = Thread.objects.filter(
+                pk=body.validated_data["thread"], owner=request.user
+            ).first()
+            if thread is None:
+                raise ApiError("thread_not_found", "No such thread.", http_status=404)
         run, created = run_create(
             agent=agent,
             owner=request.user,
             input=body.validated_data["input"],
             idempotency_key=key,
+            limits=body.validated_data.get("limits"),
+            thread=thread,
         )
         return Response(
             RunSerializer(run).data,
@@ -126,3 +137,39 @@ class RunCancelView(APIView):
         result = run_cancel(run_id=run.id, actor=request.user)
         code = status.HTTP_200_OK if result == "cancelled" else status.HTTP_202_ACCEPTED
         return Response({"run": str(run.id), "status": result}, status=code)
+
+
+class ThreadCreateView(APIView):
+    @extend_schema(request=ThreadCreateSerializer, responses={201: ThreadSerializer})
+    def post(self, request: Request) -> Response:
+        body = ThreadCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        agent = agents_visible_to(request.user).filter(slug=body.validated_data["agent"]).first()
+        if agent is None:
+            raise ApiError("agent_not_found", "No such agent.", http_status=404)
+        thread = thread_create(
+            agent=agent, owner=request.user, title=body.validated_data.get("title", "")
+        )
+        return Response(ThreadSerializer(thread).data, status=status.HTTP_201_CREATED)
+
+
+class ThreadDetailView(RetrieveAPIView):
+    serializer_class = ThreadSerializer
+    lookup_url_kwarg = "thread_id"
+
+    def get_object(self) -> Any:
+        thread = Thread.objects.filter(
+            pk=_uuid_or_none(self.kwargs["thread_id"]), owner=self.request.user
+        ).first()
+        if thread is None:
+            raise ApiError("not_found", "No such thread.", http_status=404)
+        return thread
+
+
+def _uuid_or_none(value: str) -> Any:
+    import uuid
+
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None

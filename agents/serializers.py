@@ -4,7 +4,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from agents.models import Agent, Run
+from agents.models import Agent, Run, Thread
 
 
 class StrictSerializer(serializers.Serializer):
@@ -55,6 +55,30 @@ class AgentSerializer(serializers.ModelSerializer):
 class RunCreateSerializer(StrictSerializer):
     # The length limit is checked by the service, with its own error code.
     input = StrictCharField(allow_blank=False, trim_whitespace=False)
+    thread = serializers.UUIDField(required=False)
+    limits = serializers.DictField(
+        required=False,
+        help_text="Lower the agent's limits for this run: max_requests, max_tool_calls, "
+        "max_input_tokens, max_output_tokens, max_cost_usd, timeout_s.",
+    )
+
+
+class ThreadCreateSerializer(StrictSerializer):
+    agent = serializers.SlugField()
+    title = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+
+class ThreadSerializer(serializers.ModelSerializer):
+    agent = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    runs = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Thread
+        fields = ["id", "agent", "title", "created_at", "runs"]
+        read_only_fields = fields
+
+    def get_runs(self, thread: Thread) -> list[str]:
+        return [str(r) for r in thread.runs.order_by("created_at").values_list("id", flat=True)]
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -63,6 +87,7 @@ class RunSerializer(serializers.ModelSerializer):
     error = serializers.SerializerMethodField()
     usage = serializers.SerializerMethodField()
     links = serializers.SerializerMethodField()
+    limits = serializers.SerializerMethodField()
 
     class Meta:
         model = Run
@@ -75,6 +100,9 @@ class RunSerializer(serializers.ModelSerializer):
             "output",
             "error",
             "usage",
+            "thread",
+            "parent",
+            "limits",
             "attempt",
             "created_at",
             "started_at",
@@ -82,6 +110,9 @@ class RunSerializer(serializers.ModelSerializer):
             "links",
         ]
         read_only_fields = fields
+
+    def get_limits(self, run: Run) -> dict[str, Any]:
+        return run.config.get("limits", {})
 
     def get_error(self, run: Run) -> dict[str, str] | None:
         if not run.error_code:

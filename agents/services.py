@@ -6,12 +6,11 @@ that made them true has committed.
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
-
 import json
+import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -26,9 +25,12 @@ from agents.models import Agent, ModelCall, Run, RunEvent, Thread
 from agents.runtime.events import envelope_of, next_seq_sync, publish_sync
 from monitoring import metrics
 
-
 LIMIT_FIELDS = (
-    "max_requests", "max_tool_calls", "max_input_tokens", "max_output_tokens", "max_cost_usd",
+    "max_requests",
+    "max_tool_calls",
+    "max_input_tokens",
+    "max_output_tokens",
+    "max_cost_usd",
     "timeout_s",
 )
 
@@ -44,8 +46,11 @@ def merge_limits(ceiling: dict[str, Any], requested: dict[str, Any]) -> dict[str
     """Per-run limits may lower the agent's, never raise them."""
     unknown = sorted(set(requested) - set(LIMIT_FIELDS))
     if unknown:
-        raise ApiError("invalid_limits", f"Unknown limits: {', '.join(unknown)}.",
-                       details={"known": list(LIMIT_FIELDS)})
+        raise ApiError(
+            "invalid_limits",
+            f"Unknown limits: {', '.join(unknown)}.",
+            details={"known": list(LIMIT_FIELDS)},
+        )
     merged = dict(ceiling)
     for name, value in requested.items():
         try:
@@ -93,9 +98,9 @@ def month_start(now: datetime | None = None) -> datetime:
 
 def agent_month_spend(agent_id: int) -> Decimal:
     """What the agent's model calls cost since the start of the month (UTC)."""
-    total = ModelCall.objects.filter(
-        agent_id=agent_id, created_at__gte=month_start()
-    ).aggregate(total=Sum("cost_usd"))["total"]
+    total = ModelCall.objects.filter(agent_id=agent_id, created_at__gte=month_start()).aggregate(
+        total=Sum("cost_usd")
+    )["total"]
     return total or Decimal(0)
 
 
@@ -108,8 +113,9 @@ def thread_history(run: Run) -> list[Any]:
         return []
     budget = settings.THREAD_HISTORY_MAX_CHARS
     earlier = (
-        Run.objects.filter(thread_id=run.thread_id, status=RunStatus.SUCCEEDED,
-                           created_at__lt=run.created_at)
+        Run.objects.filter(
+            thread_id=run.thread_id, status=RunStatus.SUCCEEDED, created_at__lt=run.created_at
+        )
         .order_by("-created_at")
         .values_list("messages", flat=True)
     )
@@ -145,6 +151,7 @@ def run_create(
     limits: dict[str, Any] | None = None,
     thread: Thread | None = None,
     parent: Run | None = None,
+    enqueue: bool = True,
 ) -> tuple[Run, bool]:
     """Create a queued run and hand it to the executor once committed.
 
@@ -171,7 +178,10 @@ def run_create(
         raise ApiError("thread_agent_mismatch", "The thread belongs to another agent.")
     config = agent_config_snapshot(agent)
     config["limits"] = merge_limits(config["limits"], limits or {})
-    if agent.monthly_budget_usd is not None and agent_month_spend(agent.pk) >= agent.monthly_budget_usd:
+    if (
+        agent.monthly_budget_usd is not None
+        and agent_month_spend(agent.pk) >= agent.monthly_budget_usd
+    ):
         raise ApiError(
             "budget_exhausted",
             f"Agent '{agent.slug}' has spent its monthly budget of ${agent.monthly_budget_usd}.",
@@ -193,7 +203,7 @@ def run_create(
             event = RunEvent.objects.create(
                 run=run, seq=1, type="run.queued", data={}, created_at=run.created_at
             )
-            transaction.on_commit(lambda: _after_create(run, event))
+            transaction.on_commit(lambda: _after_create(run, event, enqueue=enqueue))
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -202,12 +212,13 @@ def run_create(
     return run, True
 
 
-def _after_create(run: Run, event: RunEvent) -> None:
+def _after_create(run: Run, event: RunEvent, *, enqueue: bool) -> None:
     from agents.runtime.executors import enqueue_run
 
     metrics.runs_created.labels(agent=run.agent.slug).inc()
     publish_sync(run.id, [envelope_of(event)])
-    enqueue_run(run.id)
+    if enqueue:  # a delegated child run is executed by its parent, inline
+        enqueue_run(run.id)
 
 
 def run_transition(
@@ -290,7 +301,9 @@ def thread_create(*, agent: Agent, owner: AbstractBaseUser, title: str = "") -> 
     return Thread.objects.create(agent=agent, owner=owner, title=title)
 
 
-def runs_reap(*, stale_after_s: float | None = None, max_attempts: int | None = None) -> dict[str, int]:
+def runs_reap(
+    *, stale_after_s: float | None = None, max_attempts: int | None = None
+) -> dict[str, int]:
     """Settle runs whose executor stopped proving it is alive.
 
     A running run with a stale heartbeat is re-queued (``run.retrying``) while attempts
@@ -307,15 +320,23 @@ def runs_reap(*, stale_after_s: float | None = None, max_attempts: int | None = 
     stale = Run.objects.filter(heartbeat_at__lt=cutoff)
     for run_id, attempt in stale.filter(status=RunStatus.RUNNING).values_list("pk", "attempt"):
         if attempt < max_attempts and run_transition(
-            run_id=run_id, to=RunStatus.QUEUED, event_data={"attempt": attempt + 1},
+            run_id=run_id,
+            to=RunStatus.QUEUED,
+            event_data={"attempt": attempt + 1},
         ):
             transaction.on_commit(lambda r=run_id: enqueue_run(r))
             counts["requeued"] += 1
         elif run_transition(
-            run_id=run_id, to=RunStatus.FAILED, error_code="worker_lost",
+            run_id=run_id,
+            to=RunStatus.FAILED,
+            error_code="worker_lost",
             error_message=f"The worker stopped after {attempt} attempt(s).",
-            event_data={"error": {"code": "worker_lost",
-                                  "message": "The worker executing the run was lost."}},
+            event_data={
+                "error": {
+                    "code": "worker_lost",
+                    "message": "The worker executing the run was lost.",
+                }
+            },
         ):
             counts["failed"] += 1
     for run_id in stale.filter(status=RunStatus.CANCELLING).values_list("pk", flat=True):

@@ -190,6 +190,8 @@ RUN_MAX_INPUT_CHARS = env.int("RUN_MAX_INPUT_CHARS", default=32_000)
 # are coalesced into one event.
 EVENT_FLUSH_WINDOW_MS = env.int("EVENT_FLUSH_WINDOW_MS", default=5)
 WS_PING_INTERVAL_S = env.int("WS_PING_INTERVAL_S", default=20)
+# CIDRs the http_request tool may reach although they are private (on-prem services).
+HTTP_TOOL_ALLOW_PRIVATE_NETWORKS = env.list("HTTP_TOOL_ALLOW_PRIVATE_NETWORKS", default=[])
 
 # --- Auth, API --------------------------------------------------------------------------
 

@@ -15,6 +15,8 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from tests.fakes.fixtures import fake_provider  # noqa: F401  (a fixture for every test)
+
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 

@@ -33,10 +33,17 @@ class RunSetupError(Exception):
 
 @dataclass
 class Prepared:
+    reveal_cache: Any = field(default_factory=lambda: _reveal_cache())
     api_key: str | None = None
     price_override: PriceOverride | None = None
     budget_left_usd: Decimal | None = None
     history: list[Any] = field(default_factory=list)
+
+
+def _reveal_cache() -> Any:
+    from secrets_vault.services import RevealCache
+
+    return RevealCache()
 
 
 def claim(run_id: uuid.UUID) -> tuple[Run, int] | None:
@@ -64,7 +71,10 @@ def claim(run_id: uuid.UUID) -> tuple[Run, int] | None:
             run_id = oldest or run_id
         now = timezone.now()
         event = run_transition(
-            run_id=run_id, to=RunStatus.RUNNING, started_at=now, heartbeat_at=now,
+            run_id=run_id,
+            to=RunStatus.RUNNING,
+            started_at=now,
+            heartbeat_at=now,
             attempt=F("attempt") + 1,
         )
     if event is None:
@@ -85,20 +95,20 @@ def prepare(run: Run) -> Prepared:
         prepared.budget_left_usd = budget - agent_month_spend(run.agent_id)
         if prepared.budget_left_usd <= 0:
             raise RunSetupError("budget_exhausted", "The agent's monthly budget is spent.")
-    prepared.api_key = reveal_provider_key(run)
+    prepared.api_key = reveal_provider_key(run, prepared.reveal_cache)
     return prepared
 
 
-def reveal_provider_key(run: Run) -> str | None:
+def reveal_provider_key(run: Run, cache: Any) -> str | None:
     """The provider's key from the vault, revealed once for this run (purpose run:<uuid>)."""
     secret_name = run.config["provider"].get("api_key_secret")
     if not secret_name:
         return None
-    from secrets_vault.services import secret_reveal
+    from secrets_vault.services import reveal_once
 
     try:
-        value = secret_reveal(
-            name=secret_name, purpose=f"run:{run.id}", actor="runtime", agent=run.agent
+        value = reveal_once(
+            cache, name=secret_name, purpose=f"run:{run.id}", actor="runtime", agent=run.agent
         )
     except Exception as exc:  # noqa: BLE001 - any vault failure means "no usable key"
         message = f"The provider's key could not be read from the vault ({type(exc).__name__})."
@@ -127,6 +137,7 @@ def finish(
     A cancel requested while the run was finishing wins: the run ends ``cancelled``.
     """
     seq = emitter.take_seq()
+    fields = {**fields, **_with_children(run, fields)}
     with transaction.atomic():
         ModelCall.objects.bulk_create(calls)
         event = run_transition(run_id=run.id, to=status, event_data=data, seq=seq, **fields)
@@ -152,3 +163,22 @@ def start_next_queued(agent_id: int) -> None:
     free = agent.max_concurrent_runs - active
     for run_id in queued.values_list("pk", flat=True)[: max(free, 0)]:
         enqueue_run(run_id)
+
+
+def _with_children(run: Run, fields: dict[str, Any]) -> dict[str, Any]:
+    """A parent's totals include its delegated children's."""
+    from django.db.models import Sum
+
+    children = Run.objects.filter(parent_id=run.id).aggregate(
+        requests=Sum("requests"),
+        input_tokens=Sum("input_tokens"),
+        output_tokens=Sum("output_tokens"),
+        cost_usd=Sum("cost_usd"),
+    )
+    if not any(children.values()):
+        return {}
+    return {
+        name: fields.get(name, 0) + (value or 0)
+        for name, value in children.items()
+        if name in fields
+    }

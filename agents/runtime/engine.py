@@ -34,7 +34,7 @@ from agents.runtime import claims
 from agents.runtime.events import EventEmitter
 from agents.runtime.ledger import BudgetExhausted, RunLedger, RunLimitExceeded
 from agents.runtime.providers import MeteredModel, build_model, error_code, error_message
-from agents.tools import get_tool
+from agents.tools import ToolContext, get_tool
 from agents.tools.utils import to_pydantic_ai
 from monitoring import metrics
 
@@ -63,6 +63,7 @@ class RunState:
     usage: RunUsage = field(default_factory=RunUsage)
     tool_started: dict[str, float] = field(default_factory=dict)
     text: list[str] = field(default_factory=list)
+    streamed: list[str] = field(default_factory=list)  # every delta, for partial output
     messages: list[Any] = field(default_factory=list)
 
 
@@ -112,13 +113,36 @@ class RunExecution:
             retries=int(provider.get("max_retries", 3)),
             base_delay_s=float(provider.get("retry_base_delay_s", 0.5)),
         )
-        tools = [to_pydantic_ai(get_tool(name)) for name in self.config.get("tools", [])]
+        tools = [self.bind_tool(name) for name in self.config.get("tools", [])]
         return PydanticAgent(
             model,
             instructions=self.config.get("instructions") or None,
             tools=tools,
             model_settings=self.config.get("model_settings") or None,
         )
+
+    def bind_tool(self, name: str) -> Any:
+        """The registered tool with this run's context bound in (config, vault access)."""
+        ctx = ToolContext(
+            run_id=str(self.run.id),
+            agent=self.run.agent.slug,
+            tool_config=self.config.get("tool_config", {}).get(name, {}),
+            secret=self.reveal_secret,
+        )
+        return to_pydantic_ai(get_tool(name), ctx)
+
+    async def reveal_secret(self, name: str) -> str:
+        """Plaintext of a vault secret for a tool, revealed once per run and audited."""
+        from secrets_vault.services import areveal_once
+
+        value = await areveal_once(
+            self.prepared.reveal_cache,
+            name=name,
+            purpose=f"run:{self.run.id}",
+            actor="runtime",
+            agent=self.run.agent,
+        )
+        return value.reveal()
 
     async def handle_events(self, ctx: Any, events: Any) -> None:
         """pydantic-ai's stream of model and tool events, mapped onto ours."""
@@ -130,9 +154,11 @@ class RunExecution:
         emit = self.emitter.emit
         if isinstance(event, PartStartEvent) and isinstance(event.part, TextPart):
             if event.part.content:
+                self.state.streamed.append(event.part.content)
                 emit("message.delta", {"delta": event.part.content})
         elif isinstance(event, PartDeltaEvent) and isinstance(event.delta, TextPartDelta):
             if event.delta.content_delta:
+                self.state.streamed.append(event.delta.content_delta)
                 emit("message.delta", {"delta": event.delta.content_delta})
         elif isinstance(event, PartEndEvent) and isinstance(event.part, TextPart):
             self.state.text.append(event.part.content)
@@ -207,7 +233,7 @@ class RunExecution:
         fields = {
             "error_code": code,
             "error_message": message,
-            "output": "".join(self.state.text),
+            "output": "".join(self.state.streamed),
             **self.run_fields(),
         }
         data: dict[str, Any] = {}
@@ -255,7 +281,7 @@ async def execute_run(run_id: uuid.UUID | str) -> str | None:
         prepared = await sync_to_async(claims.prepare)(run)
         execution = RunExecution(run, prepared, emitter)
         status, data, fields = await _supervise(run.id, execution)
-    except Exception as exc:  # noqa: BLE001 - every failure must end the run, not strand it
+    except Exception as exc:
         log.exception("run_failed", run_id=str(run.id))
         status, data, fields = _crash_outcome(exc)
         execution = None

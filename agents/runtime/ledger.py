@@ -44,6 +44,8 @@ def price_from_override(record: CallRecord, override: PriceOverride) -> Decimal:
 
 
 def price_from_table(record: CallRecord, provider: dict[str, Any]) -> Decimal | None:
+    """genai-prices' price, matched by the provider's URL first (it knows OpenRouter, Groq,
+    Azure ... by URL), then by the provider kind."""
     from genai_prices import Usage, calc_price
 
     usage = Usage(
@@ -51,15 +53,17 @@ def price_from_table(record: CallRecord, provider: dict[str, Any]) -> Decimal | 
         output_tokens=record.output_tokens,
         cache_read_tokens=record.cached_tokens or None,
     )
-    kwargs: dict[str, Any] = {}
+    attempts: list[dict[str, Any]] = []
     if provider.get("base_url"):
-        kwargs["provider_api_url"] = provider["base_url"]
-    elif provider["kind"] in GENAI_PROVIDER_IDS:
-        kwargs["provider_id"] = GENAI_PROVIDER_IDS[provider["kind"]]
-    try:
-        return Decimal(str(calc_price(usage, record.model, **kwargs).total_price))
-    except LookupError:
-        return None
+        attempts.append({"provider_api_url": provider["base_url"]})
+    if provider["kind"] in GENAI_PROVIDER_IDS:
+        attempts.append({"provider_id": GENAI_PROVIDER_IDS[provider["kind"]]})
+    for kwargs in attempts:
+        try:
+            return Decimal(str(calc_price(usage, record.model, **kwargs).total_price))
+        except LookupError:
+            continue
+    return None
 
 
 def price_call(
@@ -116,10 +120,17 @@ class RunLedger(CallObserver):
         cost, source = price_call(record, provider, self.override)
         self.calls.append(
             ModelCall(
-                run_id=self.run_id, agent_id=self.agent_id, provider_id=provider.get("id"),
-                model=record.model, attempt=self.attempt, input_tokens=record.input_tokens,
-                output_tokens=record.output_tokens, cached_tokens=record.cached_tokens,
-                usage_estimated=record.estimated, cost_usd=cost, price_source=source,
+                run_id=self.run_id,
+                agent_id=self.agent_id,
+                provider_id=provider.get("id"),
+                model=record.model,
+                attempt=self.attempt,
+                input_tokens=record.input_tokens,
+                output_tokens=record.output_tokens,
+                cached_tokens=record.cached_tokens,
+                usage_estimated=record.estimated,
+                cost_usd=cost,
+                price_source=source,
                 latency_ms=round(record.latency_ms, 1),
             )
         )
@@ -135,8 +146,12 @@ class RunLedger(CallObserver):
                 "max_cost_usd", f"The run cost ${self.cost:.6f}, its limit is ${self.max_cost_usd}."
             )
         if self.budget_left_usd is not None and self.cost >= self.budget_left_usd:
-            # The call that crossed the line has finished; no further call starts.
+            # The call that crossed the line has finished and is kept; no further call
+            # starts (see before_call), but an answer it already gave still counts.
             self.budget_exhausted = True
+
+    def before_call(self) -> None:
+        if self.budget_exhausted:
             raise BudgetExhausted("The agent's monthly budget is spent.")
 
     def usage(self) -> dict[str, Any]:

@@ -139,6 +139,9 @@ class CallRecord:
 class CallObserver:
     """What the run executor wants to hear about each model call (see engine.py)."""
 
+    def before_call(self) -> None:
+        """Raise to stop the run before another call starts (e.g. the budget is spent)."""
+
     def on_retry(self, *, attempt: int, code: str, delay_s: float, error: str) -> None: ...
 
     def on_call(self, record: CallRecord) -> None: ...
@@ -194,6 +197,7 @@ class MeteredModel(WrapperModel):
         model_request_parameters: ModelRequestParameters,
         run_context: Any = None,
     ) -> AsyncGenerator[StreamedResponse]:
+        self.observer.before_call()
         async with contextlib.AsyncExitStack() as stack:
             started = time.monotonic()
             stream = await self._open(
@@ -225,8 +229,10 @@ class MeteredModel(WrapperModel):
                 if code not in TRANSIENT or attempt >= self.retries:
                     raise
                 delay = backoff_delay(
-                    attempt, getattr(exc, "retry_after", None),
-                    base=self.base_delay_s, cap=self.max_delay_s,
+                    attempt,
+                    getattr(exc, "retry_after", None),
+                    base=self.base_delay_s,
+                    cap=self.max_delay_s,
                 )
                 attempt += 1
                 self.observer.on_retry(

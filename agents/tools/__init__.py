@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from agents.tools import calculator, current_time, http_request  # noqa: F401  (registration)
+from agents.tools import (  # noqa: F401  (registration)
+    calculator,
+    current_time,
+    delegate,
+    http_request,
+)
 from agents.tools.registry import (
     ToolContext,
     ToolError,
