@@ -61,7 +61,7 @@ class Agent(models.Model):
     tool_config = models.JSONField(
         default=dict,
         blank=True,
-        help_text='Per-tool settings, e.g. {"http_request": {"allowed_hosts": ["api.example.com"]}}.',
+        help_text="Per-tool settings, e.g. {\"http_request\": {\"allowed_hosts\": [\"a.example\"]}}.",
     )
     model_settings = models.JSONField(
         default=dict, blank=True, help_text="temperature, max_tokens, top_p ..."
@@ -77,6 +77,14 @@ class Agent(models.Model):
     )
     max_concurrent_runs = models.PositiveIntegerField(null=True, blank=True)
     monthly_budget_usd = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    moderation_policy = models.ForeignKey(
+        "moderation.Policy",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="agents",
+        help_text="Checks input, streamed output and tool output (docs/moderation.md).",
+    )
     is_active = models.BooleanField(default=True)
     version = models.PositiveIntegerField(default=1, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

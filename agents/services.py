@@ -87,6 +87,7 @@ def agent_config_snapshot(agent: Agent) -> dict[str, Any]:
         "tools": list(agent.tools),
         "tool_config": dict(agent.tool_config),
         "model_settings": dict(agent.model_settings),
+        "moderation_policy_id": agent.moderation_policy_id,
         "limits": agent_limits(agent),
     }
 

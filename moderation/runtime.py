@@ -282,8 +282,13 @@ class RunModeration:
             metrics.findings_total.labels(
                 stage=finding.stage, kind=finding.kind, action=finding.action
             ).inc()
+        # Redactions are reported too (every finding emits moderation.flagged), but only
+        # flag and block findings open a triage item.
+        payloads = [
+            redaction_payload(f, tool_name=tool_name) for f in findings if f.action == "redact"
+        ]
         if not any(f.action in ("flag", "block") for f in findings):
-            return []
+            return payloads
         flags = await sync_to_async(flags_record)(
             run_id=self.run_id,
             agent_id=self.agent_id,
@@ -291,7 +296,7 @@ class RunModeration:
             findings=findings,
             context=context,
         )
-        return flag_event_payloads(flags, tool_name=tool_name)
+        return payloads + flag_event_payloads(flags, tool_name=tool_name)
 
     async def _stream_findings(
         self, stream: OutputStream
@@ -318,3 +323,18 @@ def _reveal(external_key: ExternalKey | None, rule: RuleSpec) -> str | None:
     except Exception:
         log.exception("moderation_external_key_failed", rule=rule.name)
         return None
+
+
+def redaction_payload(finding: Finding, *, tool_name: str = "") -> dict[str, Any]:
+    """The ``moderation.flagged`` data of a redaction: where and what kind, never the text."""
+    data: dict[str, Any] = {
+        "stage": finding.stage,
+        "rule": finding.rule_name,
+        "action": finding.action,
+        "kind": finding.kind,
+        "severity": finding.severity,
+        "flag": None,
+    }
+    if tool_name:
+        data["tool"] = tool_name
+    return data

@@ -38,6 +38,9 @@ class Prepared:
     price_override: PriceOverride | None = None
     budget_left_usd: Decimal | None = None
     history: list[Any] = field(default_factory=list)
+    # Vault values this run can see, so moderation can catch them in any output. They stay
+    # in this process's memory (never stored, logged or sent anywhere).
+    known_secrets: list[str] = field(default_factory=list)
 
 
 def _reveal_cache() -> Any:
@@ -96,7 +99,67 @@ def prepare(run: Run) -> Prepared:
         if prepared.budget_left_usd <= 0:
             raise RunSetupError("budget_exhausted", "The agent's monthly budget is spent.")
     prepared.api_key = reveal_provider_key(run, prepared.reveal_cache)
+    if config.get("moderation_policy_id"):
+        prepared.known_secrets = run_visible_secrets(run, prepared)
     return prepared
+
+
+def run_secret_names(config: dict[str, Any]) -> list[str]:
+    """The vault secrets a run uses: its provider's key and its tools' credentials."""
+    names = [config["provider"].get("api_key_secret")]
+    names += [
+        c.get("auth_secret") for c in config.get("tool_config", {}).values() if isinstance(c, dict)
+    ]
+    return sorted({n for n in names if n})
+
+
+def run_visible_secrets(run: Run, prepared: Prepared) -> list[str]:
+    from secrets_vault.services import reveal_once
+
+    values = []
+    for name in run_secret_names(run.config):
+        try:
+            value = reveal_once(
+                prepared.reveal_cache,
+                name=name,
+                purpose=f"run:{run.id}",
+                actor="runtime",
+                agent=run.agent,
+            )
+        except Exception:  # noqa: BLE001 - an unreadable secret cannot leak either
+            continue
+        values.append(value.reveal())
+    return values
+
+
+async def moderation_for(run: Run, prepared: Prepared) -> Any | None:
+    """The run's moderation (None without a policy), with the keys of external rules."""
+    policy_id = run.config.get("moderation_policy_id")
+    if not policy_id:
+        return None
+    from moderation.runtime import RunModeration
+
+    def external_key(rule: Any) -> str | None:
+        name = rule.params.get("api_key_secret")
+        if not name:
+            return None
+        from secrets_vault.services import reveal_once
+
+        return reveal_once(
+            prepared.reveal_cache,
+            name=name,
+            purpose=f"run:{run.id}",
+            actor="runtime",
+            agent=run.agent,
+        ).reveal()
+
+    return await RunModeration.for_run(
+        run_id=run.id,
+        agent_id=run.agent_id,
+        policy_id=policy_id,
+        known_secrets=prepared.known_secrets,
+        external_key=external_key,
+    )
 
 
 def reveal_provider_key(run: Run, cache: Any) -> str | None:

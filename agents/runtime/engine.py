@@ -32,6 +32,7 @@ from agents.lifecycle import RunStatus
 from agents.models import Run
 from agents.runtime import claims
 from agents.runtime.events import EventEmitter
+from agents.runtime.guard import Guard, RunBlocked
 from agents.runtime.ledger import BudgetExhausted, RunLedger, RunLimitExceeded
 from agents.runtime.providers import MeteredModel, build_model, error_code, error_message
 from agents.tools import ToolContext, get_tool
@@ -84,11 +85,18 @@ def limit_name(exc: UsageLimitExceeded) -> str:
 class RunExecution:
     """One attempt at executing one run."""
 
-    def __init__(self, run: Run, prepared: claims.Prepared, emitter: EventEmitter) -> None:
+    def __init__(
+        self,
+        run: Run,
+        prepared: claims.Prepared,
+        emitter: EventEmitter,
+        moderation: Any | None = None,
+    ) -> None:
         self.run = run
         self.config = run.config
         self.prepared = prepared
         self.emitter = emitter
+        self.guard = Guard(moderation, emitter)
         self.state = RunState()
         limits = self.config.get("limits", {})
         max_cost = limits.get("max_cost_usd")
@@ -129,7 +137,7 @@ class RunExecution:
             tool_config=self.config.get("tool_config", {}).get(name, {}),
             secret=self.reveal_secret,
         )
-        return to_pydantic_ai(get_tool(name), ctx)
+        return to_pydantic_ai(get_tool(name), ctx, after=self.guard.check_tool_output)
 
     async def reveal_secret(self, name: str) -> str:
         """Plaintext of a vault secret for a tool, revealed once per run and audited."""
@@ -148,22 +156,31 @@ class RunExecution:
         """pydantic-ai's stream of model and tool events, mapped onto ours."""
         async for event in events:
             self.state.usage = ctx.usage
-            self._map(event)
+            await self._map(event)
 
-    def _map(self, event: AgentStreamEvent) -> None:
+    async def _delta(self, text: str) -> None:
+        """Model text goes out only as the output guard releases it."""
+        released = await self.guard.feed(text) if text else ""
+        if released:
+            self.state.streamed.append(released)
+            self.emitter.emit("message.delta", {"delta": released})
+
+    async def _map(self, event: AgentStreamEvent) -> None:
         emit = self.emitter.emit
         if isinstance(event, PartStartEvent) and isinstance(event.part, TextPart):
-            if event.part.content:
-                self.state.streamed.append(event.part.content)
-                emit("message.delta", {"delta": event.part.content})
+            self.guard.start_part()
+            await self._delta(event.part.content)
         elif isinstance(event, PartDeltaEvent) and isinstance(event.delta, TextPartDelta):
-            if event.delta.content_delta:
-                self.state.streamed.append(event.delta.content_delta)
-                emit("message.delta", {"delta": event.delta.content_delta})
+            await self._delta(event.delta.content_delta)
         elif isinstance(event, PartEndEvent) and isinstance(event.part, TextPart):
-            self.state.text.append(event.part.content)
-            emit("message.completed", {"content": event.part.content})
+            rest, content = await self.guard.finish_part()
+            if rest:
+                self.state.streamed.append(rest)
+                emit("message.delta", {"delta": rest})
+            self.state.text.append(content)
+            emit("message.completed", {"content": content})
         elif isinstance(event, FunctionToolCallEvent):
+            self.state.text.clear()  # the answer is the text after the last tool call
             part = event.part
             self.state.tool_started[part.tool_call_id] = time.monotonic()
             emit(
@@ -203,8 +220,9 @@ class RunExecution:
         timeout_s = limits.get("timeout_s") or settings.RUN_TIMEOUT_S
         try:
             async with asyncio.timeout(timeout_s):
+                prompt = await self.guard.check_input(self.run.input)
                 result = await self.build_agent().run(
-                    self.run.input,
+                    prompt,
                     message_history=self.prepared.history or None,
                     event_stream_handler=self.handle_events,
                     usage_limits=usage_limits(limits),
@@ -218,14 +236,19 @@ class RunExecution:
             return self.outcome(RunStatus.FAILED, "limit_exceeded", str(exc), limit=exc.limit)
         except BudgetExhausted as exc:
             return self.outcome(RunStatus.FAILED, "budget_exhausted", str(exc))
+        except RunBlocked as exc:
+            status, data, fields = self.outcome(RunStatus.BLOCKED, "blocked", str(exc))
+            return status, {"stage": exc.stage, "rule": exc.rule}, fields
         except (ModelAPIError, UnexpectedModelBehavior) as exc:
             return self.outcome(RunStatus.FAILED, error_code(exc), error_message(exc))
         self.state.usage = result.usage
-        self.state.messages = _messages_json(result)
+        self.state.messages = self.guard.redact_messages(_messages_json(result))
+        # With a policy, the answer is what moderation released, never the raw model text.
+        output = "".join(self.state.text) if self.guard.active else result.output
         usage = self.ledger.usage()
         self.emitter.emit("usage", usage)
-        fields = {"output": result.output, "messages": self.state.messages, **self.run_fields()}
-        return RunStatus.SUCCEEDED, {"output": result.output, "usage": usage}, fields
+        fields = {"output": output, "messages": self.state.messages, **self.run_fields()}
+        return RunStatus.SUCCEEDED, {"output": output, "usage": usage}, fields
 
     def outcome(self, status: str, code: str, message: str, **details: Any) -> Outcome:
         """A run that ends other than by succeeding keeps its partial output and usage."""
@@ -279,7 +302,8 @@ async def execute_run(run_id: uuid.UUID | str) -> str | None:
     started = time.monotonic()
     try:
         prepared = await sync_to_async(claims.prepare)(run)
-        execution = RunExecution(run, prepared, emitter)
+        moderation = await claims.moderation_for(run, prepared)
+        execution = RunExecution(run, prepared, emitter, moderation)
         status, data, fields = await _supervise(run.id, execution)
     except Exception as exc:
         log.exception("run_failed", run_id=str(run.id))

@@ -11,7 +11,7 @@ import json
 import socket
 import ssl
 import zlib
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +65,12 @@ async def call_tool(
     return truncate(render_output(result), spec.max_output_chars)
 
 
-def to_pydantic_ai(spec: ToolSpec, ctx: ToolContext | None = None) -> Tool[Any]:
+def to_pydantic_ai(
+    spec: ToolSpec,
+    ctx: ToolContext | None = None,
+    *,
+    after: Callable[[str, str], Awaitable[str]] | None = None,
+) -> Tool[Any]:
     """Expose a registered tool to pydantic-ai with the argument model's JSON schema.
 
     Validation is ours (``call_tool``) so that a bad argument becomes an error result the
@@ -74,7 +79,9 @@ def to_pydantic_ai(spec: ToolSpec, ctx: ToolContext | None = None) -> Tool[Any]:
     """
 
     async def invoke(**kwargs: Any) -> str:
-        return await call_tool(spec, kwargs, ctx)
+        output = await call_tool(spec, kwargs, ctx)
+        # ``after`` (the run's moderation) sees the output before the model does.
+        return await after(spec.name, output) if after is not None else output
 
     return Tool.from_schema(
         invoke,

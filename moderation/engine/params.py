@@ -151,8 +151,21 @@ def _max_length(p: dict) -> dict:
 
 def _external(p: dict) -> dict:
     _check_keys(
-        "external", p, {"base_url", "model", "timeout_s", "fail_mode", "categories", "threshold"}
+        "external",
+        p,
+        {
+            "base_url",
+            "model",
+            "timeout_s",
+            "fail_mode",
+            "categories",
+            "threshold",
+            "api_key_secret",
+        },
     )
+    key_secret = p.get("api_key_secret")
+    if key_secret is not None and (not isinstance(key_secret, str) or not key_secret):
+        raise _fail("external rule: 'api_key_secret' must name a vault secret")
     base_url = p.get("base_url", EXTERNAL_DEFAULT_URL)
     if not isinstance(base_url, str) or not re.match(r"https?://[^\s/]+", base_url):
         raise _fail("external rule: 'base_url' must be an http(s) URL")
@@ -175,6 +188,7 @@ def _external(p: dict) -> dict:
         "fail_mode": fail_mode,
         "categories": categories,
         "threshold": threshold,
+        "api_key_secret": key_secret,
     }
 
 

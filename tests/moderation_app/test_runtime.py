@@ -82,7 +82,8 @@ async def test_tool_output_is_redacted_and_needs_no_flag(run: Any, policy: Polic
     assert outcome.text == "owner: [REDACTED:email]"
     assert outcome.blocked is None
     assert outcome.tool_name == "lookup"
-    assert await moderation.record(outcome) == []
+    payloads = await moderation.record(outcome)
+    assert [(p["action"], p["kind"], p["flag"]) for p in payloads] == [("redact", "email", None)]
     assert await stored_flags() == []
     # but the finding is counted
     assert counted("tool_output", "email", "redact") == before + 1
@@ -117,7 +118,9 @@ async def test_the_output_stream_redacts_split_values_and_records_flags_once(
     assert stream.blocked is None
     # when the stream is recorded (twice), then the keyword is flagged once
     events = await moderation.record(stream)
-    assert [(e["rule"], e["stage"]) for e in events] == [("Competitors", "output")]
+    flagged = [(e["rule"], e["stage"]) for e in events if e["flag"] is not None]
+    assert flagged == [("Competitors", "output")]
+    assert [e["action"] for e in events if e["flag"] is None] == ["redact"]
     assert await moderation.record(stream) == []
     (flag,) = await stored_flags()
     assert "jane" not in flag.excerpt
