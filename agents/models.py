@@ -61,7 +61,7 @@ class Agent(models.Model):
     tool_config = models.JSONField(
         default=dict,
         blank=True,
-        help_text="Per-tool settings, e.g. {\"http_request\": {\"allowed_hosts\": [\"a.example\"]}}.",
+        help_text="Per-tool settings, e.g. {\"delegate\": {\"agents\": [\"helper\"]}}.",
     )
     model_settings = models.JSONField(
         default=dict, blank=True, help_text="temperature, max_tokens, top_p ..."

@@ -20,6 +20,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='agent',
             name='tool_config',
-            field=models.JSONField(blank=True, default=dict, help_text='Per-tool settings, e.g. {"http_request": {"allowed_hosts": ["a.example"]}}.'),
+            field=models.JSONField(blank=True, default=dict, help_text='Per-tool settings, e.g. {"delegate": {"agents": ["helper"]}}.'),
         ),
     ]
