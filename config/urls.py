@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from agents import api as agents_api
+from agents import sse as agents_sse
 from monitoring import views as monitoring_views
 
 api_v1 = [
@@ -16,6 +18,7 @@ api_v1 = [
     path("runs/<str:run_id>/", agents_api.RunDetailView.as_view(), name="run-detail"),
     path("runs/<str:run_id>/events/", agents_api.RunEventsView.as_view(), name="run-events"),
     path("runs/<str:run_id>/cancel/", agents_api.RunCancelView.as_view(), name="run-cancel"),
+    path("runs/<str:run_id>/stream/", agents_sse.run_stream, name="run-stream"),
 ]
 
 urlpatterns = [
@@ -29,6 +32,10 @@ urlpatterns = [
     path("readyz", monitoring_views.readyz, name="readyz"),
     path("", include("django_prometheus.urls")),
 ]
+
+# DEBUG only (a no-op otherwise): daphne serves no static files by itself, and the
+# admin's live run view needs its script. Production serves collectstatic's output.
+urlpatterns += staticfiles_urlpatterns()
 
 handler404 = "monitoring.views.not_found"
 handler500 = "monitoring.views.server_error"

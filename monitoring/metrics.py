@@ -24,3 +24,14 @@ ws_connections = Gauge("switchyard_websocket_connections", "Open run-stream WebS
 events_sent = Counter(
     "switchyard_stream_events_sent_total", "Events sent to stream clients", ["transport"]
 )
+sse_connections = Gauge("switchyard_sse_connections", "Open run-stream SSE responses")
+events_replayed = Counter(
+    "switchyard_stream_events_replayed_total",
+    "Events sent to stream clients from the log (replay and catch-up)",
+    ["transport"],
+)
+stream_clients_dropped = Counter(
+    "switchyard_stream_clients_dropped_total",
+    "Stream clients disconnected by the server, by reason (too_slow)",
+    ["transport", "reason"],
+)
