@@ -107,6 +107,7 @@ def base_env(tmp: Path) -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="config.settings",
         VAR_DIR=str(tmp / "var"),
         DEMO_MODEL_DELAY_MS="20",
+        WS_PING_INTERVAL_S="1",  # the streaming tests wait for keepalives
         ADMIN_PASSWORD="e2e-admin-password",
         PYTHONUNBUFFERED="1",
         LOG_LEVEL="INFO",

@@ -39,7 +39,9 @@ async def read_stream(
         headers["Cookie"] = cookie
     result = StreamResult()
     async with asyncio.timeout(timeout):
-        async with connect(url, additional_headers=headers, origin=origin) as ws:
+        # max_queue=None: a client that stops early must still read on to the server's
+        # close frame, or websockets waits out its 10 s close timeout.
+        async with connect(url, additional_headers=headers, origin=origin, max_queue=None) as ws:
             try:
                 async for raw in ws:
                     message = json.loads(raw)
