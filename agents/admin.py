@@ -1,11 +1,23 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from django.contrib import admin
-from django.http import HttpRequest
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.views.decorators.http import require_POST
 
+from agents.errors import ApiError
+from agents.lifecycle import is_terminal
 from agents.models import Agent, Provider, Run, RunEvent, Thread
+
+# The live view renders at most this many stored events; the page's script fetches the
+# rest over the WebSocket (a 10,000-delta run stays a light page).
+TIMELINE_MAX_EVENTS = 2000
 
 
 @admin.register(Provider)
@@ -50,17 +62,41 @@ class AgentAdmin(admin.ModelAdmin):
 
         agent_save(agent=obj, changed=change)
 
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view(require_POST(self.test_run_view))
+        return [
+            path("<path:object_id>/test-run/", view, name="agents_agent_test_run"),
+            *super().get_urls(),
+        ]
 
-class RunEventInline(admin.TabularInline):
-    model = RunEvent
-    fields = ["seq", "type", "data", "created_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    ordering = ["seq"]
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        extra = {**(extra_context or {}), "test_run_form": TestRunForm()}
+        return super().change_view(request, object_id, form_url, extra)
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    def test_run_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Start a run of this agent as the operator, then show its live view."""
+        from agents.services import run_create
+
+        agent = get_object_or_404(Agent, pk=object_id)
+        if not self.has_view_permission(request, agent):
+            raise PermissionDenied
+        form = TestRunForm(request.POST)
+        change_url = reverse("admin:agents_agent_change", args=[agent.pk])
+        if not form.is_valid():
+            messages.error(request, "Write an input for the test run.")
+            return HttpResponseRedirect(change_url)
+        try:
+            run, _ = run_create(agent=agent, owner=request.user, input=form.cleaned_data["input"])
+        except ApiError as exc:
+            messages.error(request, exc.message)
+            return HttpResponseRedirect(change_url)
+        return HttpResponseRedirect(reverse("admin:agents_run_change", args=[run.pk]))
+
+
+class TestRunForm(forms.Form):
+    input = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=32_000)
 
 
 @admin.register(Run)
@@ -78,8 +114,10 @@ class RunAdmin(admin.ModelAdmin):
     list_filter = ["status", "agent"]
     search_fields = ["id", "input", "owner__username"]
     date_hierarchy = "created_at"
-    inlines = [RunEventInline]
+    # The timeline of the live view replaces the raw event rows.
     list_select_related = ["agent", "owner"]
+    actions = ["cancel_runs"]
+    change_form_template = "admin/agents/run/live.html"
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [f.name for f in Run._meta.fields]
@@ -90,6 +128,44 @@ class RunAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Read-only detail: viewing is allowed, saving is not.
         return request.method in ("GET", "HEAD") and super().has_view_permission(request, obj)
+
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view(require_POST(self.cancel_view))
+        return [
+            path("<path:object_id>/cancel/", view, name="agents_run_cancel"),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        run = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if run is not None:
+            extra.update(live_view_context(run))
+        return super().change_view(request, object_id, form_url, extra)
+
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        run = get_object_or_404(Run, pk=object_id)
+        if not self.has_view_permission(request, run):
+            raise PermissionDenied
+        self._cancel(request, run)
+        return HttpResponseRedirect(reverse("admin:agents_run_change", args=[run.pk]))
+
+    @admin.action(description="Cancel selected runs")
+    def cancel_runs(self, request: HttpRequest, queryset: Any) -> None:
+        for run in queryset:
+            self._cancel(request, run)
+
+    def _cancel(self, request: HttpRequest, run: Run) -> None:
+        from agents.services import run_cancel
+
+        try:
+            status = run_cancel(run_id=run.pk, actor=request.user)
+        except ApiError as exc:
+            messages.warning(request, f"{run.pk}: {exc.message}")
+        else:
+            messages.success(request, f"{run.pk}: {status}.")
 
     @admin.display(description="duration (s)")
     def duration(self, run: Run) -> str:
@@ -103,3 +179,51 @@ class RunAdmin(admin.ModelAdmin):
 @admin.register(Thread)
 class ThreadAdmin(admin.ModelAdmin):
     list_display = ["id", "agent", "owner", "title", "created_at"]
+
+
+def timeline(events: list[RunEvent]) -> list[dict[str, Any]]:
+    """Events as the live view shows them: a message's deltas joined into its text."""
+    items: list[dict[str, Any]] = []
+    open_message: dict[str, Any] | None = None
+    for event in events:
+        data = event.data or {}
+        if event.type == "message.delta":
+            if open_message is None:
+                open_message = {"kind": "message", "seq": event.seq, "text": ""}
+                items.append(open_message)
+            open_message["text"] += data.get("delta", "")
+            continue
+        if event.type == "message.completed":
+            if open_message is None:
+                items.append({"kind": "message", "seq": event.seq, "text": ""})
+                open_message = items[-1]
+            open_message["text"] = data.get("content", open_message["text"])
+            open_message = None
+            continue
+        open_message = None
+        items.append(
+            {
+                "kind": event.type.split(".")[0],
+                "type": event.type,
+                "seq": event.seq,
+                "data": json.dumps(data, indent=1, ensure_ascii=False),
+            }
+        )
+    return items
+
+
+def live_view_context(run: Run) -> dict[str, Any]:
+    events = list(run.events.order_by("seq")[:TIMELINE_MAX_EVENTS])
+    last_seq = events[-1].seq if events else 0
+    finished = is_terminal(run.status) and len(events) < TIMELINE_MAX_EVENTS
+    return {
+        "timeline": timeline(events),
+        "live": {
+            "run": str(run.pk),
+            "after": last_seq,
+            "finished": finished,
+            "status": run.status,
+            "wsPath": f"/ws/runs/{run.pk}/",
+        },
+        "cancel_url": reverse("admin:agents_run_cancel", args=[run.pk]),
+    }
