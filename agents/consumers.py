@@ -28,9 +28,11 @@ from monitoring import metrics
 log = structlog.get_logger(__name__)
 
 # Close codes, documented in docs/streaming.md.
+# autobahn (under daphne) lets a server send only 1000 or 3000-4999, so "going away" and
+# "internal error" use 45xx codes rather than 1001 / 1011.
 CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_INTERNAL_ERROR = 1011
+CLOSE_INTERNAL_ERROR = 4500
+CLOSE_GOING_AWAY = 4503
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN_ORIGIN = 4403
@@ -69,7 +71,7 @@ class RunStreamConsumer(AsyncWebsocketConsumer):
             await super().__call__(scope, receive, send)
         except asyncio.CancelledError:
             # daphne cancels every application when it shuts down: tell the client to
-            # come back (1001) rather than leave it guessing from a dropped socket.
+            # come back (4503) rather than leave it guessing from a dropped socket.
             with contextlib.suppress(Exception):
                 await send({"type": "websocket.close", "code": CLOSE_GOING_AWAY})
             raise
@@ -127,7 +129,9 @@ class RunStreamConsumer(AsyncWebsocketConsumer):
             metrics.stream_clients_dropped.labels(transport="websocket", reason="too_slow").inc()
             log.info("stream_client_too_slow", run_id=str(stream.cursor.run_id))
             self.write_buffer.allow_close_grace(TOO_SLOW_CLOSE_GRACE_S)
-        except Exception:
+        except Exception as exc:
+            if type(exc).__name__ == "Disconnected":  # autobahn: the client already left
+                return
             log.exception("stream_failed", run_id=str(stream.cursor.run_id))
             code = CLOSE_INTERNAL_ERROR
         finally:

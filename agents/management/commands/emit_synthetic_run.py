@@ -144,7 +144,9 @@ class Command(BaseCommand):
         emitter.emit("message.completed", {"content": text})
         usage = {"input_tokens": 0, "output_tokens": n, "cost_usd": "0"}
         emitter.emit("usage", usage)
-        await emitter.aclose()
+        # flush(), not aclose(): aclose cancels a timer that may be mid-flush, which can
+        # lose that batch (reported to the runtime's owner).
+        await emitter.flush()
         emitted_s = time.monotonic() - began
         await sync_to_async(run_transition)(
             run_id=run_id,

@@ -94,7 +94,7 @@
         if (close.code >= 4400) state.textContent = "stream refused (" + close.code + ")";
         return;
       }
-      // 1001 (server going away), 4408 (too slow), a dropped network: resume.
+      // 4503 (server going away), 4408 (too slow), 4500, a dropped network: resume.
       setTimeout(connect, retryMs);
       retryMs = Math.min(retryMs * 2, 10000);
     };
