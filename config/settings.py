@@ -127,8 +127,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A connection pool (psycopg_pool), not persistent per-thread connections: under ASGI
+    # and in a threaded Celery worker every thread would otherwise keep its own connection
+    # open and PostgreSQL runs out of them.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN", default=2),
+        "max_size": env.int("DATABASE_POOL_MAX", default=20),
+        "timeout": env.int("DATABASE_POOL_TIMEOUT_S", default=10),
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

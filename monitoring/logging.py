@@ -26,7 +26,13 @@ def configure_logging(*, level: str = "INFO", fmt: str = "console") -> None:
     renderer: structlog.types.Processor
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
-        exc = [structlog.processors.dict_tracebacks]
+        # Tracebacks as data, but never with frame locals: those hold request bodies,
+        # tokens and revealed secrets.
+        exc = [
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
+        ]
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
         exc = []

@@ -9,13 +9,22 @@ pids=()
 
 stop_all() {
   trap - INT TERM EXIT
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    pkill -TERM -P "$pid" 2>/dev/null || true  # a supervised process's children
+    kill -TERM "$pid" 2>/dev/null || true
+  done
   wait 2>/dev/null || true
 }
 trap stop_all INT TERM EXIT
 
+# Keep the worker running: like systemd's Restart=always in production, because Celery's
+# worker can exit when it loses its broker connection (the reaper re-queues its runs).
+supervise() {
+  while :; do "$@" || true; sleep 1; done
+}
+
 if [ -n "${REDIS_URL:-}" ]; then
-  "$PY" -m celery -A config worker -l info --pool threads --concurrency 8 &
+  supervise "$PY" -m celery -A config worker -l info --pool threads --concurrency 8 &
   pids+=($!)
   "$PY" -m celery -A config beat -l info -s "${VAR_DIR:-var}/celerybeat-schedule" &
   pids+=($!)

@@ -35,6 +35,21 @@ def _fast_demo_model(settings: Any) -> None:
     settings.DEMO_MODEL_DELAY_MS = 0
 
 
+@pytest.fixture(scope="session")
+def _test_key_entry() -> str:
+    from secrets_vault.keyring import generate_key_entry
+
+    return generate_key_entry("test")
+
+
+@pytest.fixture(autouse=True)
+def _test_keyring(settings: Any, _test_key_entry: str) -> None:
+    """A vault keyring for every test: pytest-django runs with DEBUG off, where the vault
+    refuses to generate a development keyring (as production would)."""
+    settings.VAULT_KEYS = _test_key_entry
+    settings.VAULT_ACTIVE_KEY_ID = "test"
+
+
 @pytest.fixture
 def make_user(django_user_model: Any) -> Callable[..., Any]:
     def make(username: str, *, staff: bool = False) -> Any:

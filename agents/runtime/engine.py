@@ -12,7 +12,6 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from pydantic_ai import Agent as PydanticAgent
 from pydantic_ai.exceptions import ModelAPIError, UnexpectedModelBehavior, UsageLimitExceeded
@@ -31,6 +30,7 @@ from pydantic_ai.usage import RunUsage, UsageLimits
 from agents.lifecycle import RunStatus
 from agents.models import Run
 from agents.runtime import claims
+from agents.runtime.db import in_db_thread
 from agents.runtime.events import EventEmitter
 from agents.runtime.guard import Guard, RunBlocked
 from agents.runtime.ledger import BudgetExhausted, RunLedger, RunLimitExceeded
@@ -277,7 +277,7 @@ async def _watch(run_id: uuid.UUID, work: asyncio.Task[Any]) -> None:
     while True:
         await asyncio.sleep(WATCH_INTERVAL_S)
         beat = time.monotonic() - last_beat >= HEARTBEAT_EVERY_S
-        status = await sync_to_async(claims.check_in)(run_id, heartbeat=beat)
+        status = await in_db_thread(claims.check_in)(run_id, heartbeat=beat)
         if beat:
             last_beat = time.monotonic()
         if status == RunStatus.CANCELLING:
@@ -293,7 +293,7 @@ async def execute_run(run_id: uuid.UUID | str) -> str | None:
     limit is reached the run stays queued and starts when a slot frees up.
     Returns the final status, or None when this call did nothing.
     """
-    claimed = await sync_to_async(claims.claim)(uuid.UUID(str(run_id)))
+    claimed = await in_db_thread(claims.claim)(uuid.UUID(str(run_id)))
     if claimed is None:
         return None
     run, started_seq = claimed
@@ -301,7 +301,7 @@ async def execute_run(run_id: uuid.UUID | str) -> str | None:
     emitter = EventEmitter(run.id, started_seq + 1)
     started = time.monotonic()
     try:
-        prepared = await sync_to_async(claims.prepare)(run)
+        prepared = await in_db_thread(claims.prepare)(run)
         moderation = await claims.moderation_for(run, prepared)
         execution = RunExecution(run, prepared, emitter, moderation)
         status, data, fields = await _supervise(run.id, execution)
@@ -311,13 +311,13 @@ async def execute_run(run_id: uuid.UUID | str) -> str | None:
         execution = None
     await emitter.flush()
     calls = execution.ledger.calls if execution else []
-    status = await sync_to_async(claims.finish)(
+    status = await in_db_thread(claims.finish)(
         run, status=status, data=data, fields=fields, calls=calls, emitter=emitter
     )
     metrics.runs_finished.labels(agent=run.agent.slug, status=status).inc()
     metrics.run_duration.labels(agent=run.agent.slug).observe(time.monotonic() - started)
     log.info("run_finished", run_id=str(run.id), status=status, events=emitter.next_seq - 1)
-    await sync_to_async(claims.start_next_queued)(run.agent_id)
+    await in_db_thread(claims.start_next_queued)(run.agent_id)
     return status
 
 

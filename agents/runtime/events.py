@@ -16,15 +16,17 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from asgiref.sync import sync_to_async
+import structlog
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db.models import Max
 from django.utils import timezone
 
 from agents.models import RunEvent, run_group_name
+from agents.runtime.db import in_db_thread
 
 Envelope = dict[str, Any]
+_log = structlog.get_logger(__name__)
 
 
 def format_at(at: datetime) -> str:
@@ -93,6 +95,7 @@ class EventEmitter:
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
         self.emitted = 0
+        self.publish_failures = 0
 
     def emit(self, type_: str, data: dict[str, Any]) -> None:
         """Queue an event; it is stored and published within the flush window."""
@@ -124,8 +127,15 @@ class EventEmitter:
             if not self._pending:
                 return
             batch, self._pending = self._pending, []
-            await sync_to_async(_store)(batch)
-            await publish(self.run_id, [envelope_of(e) for e in batch])
+            await in_db_thread(_store)(batch)
+            try:
+                await publish(self.run_id, [envelope_of(e) for e in batch])
+            except Exception:  # noqa: BLE001 - the events are stored; see below
+                # The layer is only the doorbell: with Redis away a subscriber hears of
+                # these events with the next one that gets through, or when it polls the
+                # log. The run itself must go on.
+                self.publish_failures += 1
+                _log.warning("event_publish_failed", run_id=str(self.run_id), events=len(batch))
 
     def take_seq(self) -> int:
         """Hand the next seq to a writer that stores its own event (a status change)."""

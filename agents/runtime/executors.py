@@ -47,7 +47,7 @@ async def _reap_periodically() -> None:
     while True:
         try:
             await sync_to_async(runs_reap)()
-        except Exception:  # noqa: BLE001 - the reaper must outlive a failed pass
+        except Exception:
             log.exception("reaper_pass_failed")
         await asyncio.sleep(settings.REAPER_INTERVAL_S)
 

@@ -132,7 +132,7 @@ def wait_ready(stack: Stack, timeout: float = 60) -> None:
     raise RuntimeError(f"stack not ready: {last!r}\n{stack.tail_logs()}")
 
 
-def boot(env: dict[str, str], tmp: Path, *, celery: bool) -> Stack:
+def boot(env: dict[str, str], tmp: Path, *, celery: bool, concurrency: int = 4) -> Stack:
     port = free_port()
     stack = Stack(
         base_url=f"http://127.0.0.1:{port}",
@@ -174,7 +174,7 @@ def boot(env: dict[str, str], tmp: Path, *, celery: bool) -> Stack:
                 "--pool",
                 "threads",
                 "--concurrency",
-                "4",
+                str(concurrency),
                 "-Q",
                 env["CELERY_QUEUE"],
                 "--without-gossip",
