@@ -96,6 +96,9 @@ def error_code(exc: BaseException) -> str:
         return "provider_unavailable"
     if isinstance(exc, ModelRequestRejectedError | ModelHTTPError):
         return "provider_bad_request"
+    if isinstance(exc, UnexpectedModelBehavior) and "tool" in str(exc).lower():
+        # pydantic-ai gave up on a tool the model kept calling wrongly: unrecoverable.
+        return "tool_failed"
     if isinstance(exc, ModelAPIError | UnexpectedModelBehavior):
         return "provider_bad_response"
     return "internal_error"

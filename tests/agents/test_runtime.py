@@ -442,3 +442,14 @@ async def test_delegating_to_an_agent_not_on_the_list_is_a_tool_error(
     result = next(e for e in await events_of(run) if e.type == "tool.result")
     assert result.data["ok"] is False and "not allowed" in result.data["error"]
     assert not await Run.objects.filter(parent=run).aexists()
+
+
+async def test_a_model_that_keeps_calling_a_tool_wrongly_fails_with_tool_failed(
+    fake_provider: FakeProviderServer, alice: Any
+) -> None:
+    agent = await sync_to_async(make_agent)(fake_provider)
+    fake_provider.script(
+        *[Scenario(kind="tool_call", tool_name="no_such_tool", tool_args={}) for _ in range(4)]
+    )
+    run = await run_to_end(agent, alice)
+    assert (run.status, run.error_code) == ("failed", "tool_failed")
