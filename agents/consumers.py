@@ -145,7 +145,8 @@ class RunStreamConsumer(AsyncWebsocketConsumer):
             # and an overflow there is what decides "too slow".
             overflowed = self.stream.subscription.overflowed if self.stream.subscription else None
             await self.write_buffer.drained(give_up=overflowed)
-            await self.send(text_data=frame.text)
+            # base_send directly: the hot path of a fan-out, one call per viewer and event.
+            await self.base_send({"type": "websocket.send", "text": frame.text})
         if frames:
             metrics.events_sent.labels(transport="websocket").inc(len(frames))
 

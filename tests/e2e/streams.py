@@ -28,11 +28,11 @@ def start_demo_run(stack: Stack, words: int, token: str | None = None) -> str:
 class SyntheticRun:
     """``manage.py emit_synthetic_run`` in its own process (it plays the worker)."""
 
-    def __init__(self, stack: Stack, *args: str) -> None:
+    def __init__(self, stack: Stack, *args: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "manage.py", "emit_synthetic_run", "--wait-stdin", *args],
             cwd=ROOT,
-            env=stack.env,
+            env={**stack.env, **(env or {})},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
