@@ -248,7 +248,9 @@ def run_transition(
         RunStatus.CANCELLED,
     }:
         fields.setdefault("finished_at", now)
-    with transaction.atomic():
+    # No savepoint when called inside the caller's transaction (claim, finish): one round
+    # trip fewer, and a failure rolls back the caller's work too, which is what it wants.
+    with transaction.atomic(savepoint=False):
         updated = Run.objects.filter(pk=run_id, status__in=sources).update(status=to, **fields)
         if not updated:
             return None
