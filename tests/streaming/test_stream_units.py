@@ -33,6 +33,17 @@ def _in_memory_layer(settings: Any) -> None:
     channel_layers.backends.clear()
 
 
+@pytest.fixture(autouse=True)
+def _close_thread_connections() -> Any:
+    yield
+    # sync_to_async ran the ORM in asgiref's single thread: close its connection there, or
+    # the test database cannot be dropped at the end of the session.
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+
+
 def make_run(agent: Any, owner: Any, events: list[tuple[str, dict[str, Any]]]) -> Run:
     run = Run.objects.create(agent=agent, owner=owner, input="x", config={})
     for seq, (type_, data) in enumerate(events, start=1):
