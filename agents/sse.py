@@ -31,7 +31,7 @@ RETRY_MS = 1000
 
 
 def keepalive_interval_s() -> float:
-    return float(getattr(settings, "SSE_KEEPALIVE_S", settings.WS_PING_INTERVAL_S))
+    return float(settings.SSE_KEEPALIVE_S)
 
 
 def _error(status: int, code: str, message: str) -> JsonResponse:

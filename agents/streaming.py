@@ -316,7 +316,7 @@ class StreamHub:
 def max_pending_events() -> int:
     """Live events a viewer may have queued before it counts as behind (references to
     shared frames: ~8 bytes each per viewer, plus the frames a lagging viewer retains)."""
-    return int(getattr(settings, "STREAM_MAX_PENDING_EVENTS", 1000))
+    return int(settings.STREAM_MAX_PENDING_EVENTS)
 
 
 _hubs: dict[asyncio.AbstractEventLoop, StreamHub] = {}

@@ -195,8 +195,11 @@ DEMO_MODEL_DELAY_MS = env.int("DEMO_MODEL_DELAY_MS", default=30)
 RUN_MAX_INPUT_CHARS = env.int("RUN_MAX_INPUT_CHARS", default=32_000)
 # How long events wait to be written and published together; deltas inside one window
 # are coalesced into one event.
-EVENT_FLUSH_WINDOW_MS = env.int("EVENT_FLUSH_WINDOW_MS", default=5)
+EVENT_FLUSH_WINDOW_MS = env.int("EVENT_FLUSH_WINDOW_MS", default=2)
 WS_PING_INTERVAL_S = env.int("WS_PING_INTERVAL_S", default=20)
+SSE_KEEPALIVE_S = env.int("SSE_KEEPALIVE_S", default=WS_PING_INTERVAL_S)
+# Events a stream viewer may have queued before it counts as too slow (docs/streaming.md).
+STREAM_MAX_PENDING_EVENTS = env.int("STREAM_MAX_PENDING_EVENTS", default=1000)
 # CIDRs the http_request tool may reach although they are private (on-prem services).
 HTTP_TOOL_ALLOW_PRIVATE_NETWORKS = env.list("HTTP_TOOL_ALLOW_PRIVATE_NETWORKS", default=[])
 

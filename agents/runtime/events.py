@@ -149,6 +149,8 @@ class EventEmitter:
             self.next_seq = seq
 
     async def aclose(self) -> None:
+        # Flush first: cancelling a timer that is in the middle of a flush would lose the
+        # batch it holds. Once this flush is through, the timer has nothing left to do.
+        await self.flush()
         if self._timer is not None and not self._timer.done():
             self._timer.cancel()
-        await self.flush()

@@ -66,14 +66,15 @@ async def read_in_pieces(stack: Stack, run_id: str, cuts: list[int]) -> list[dic
 def test_resuming_at_fifty_random_points_of_a_200_event_run_sees_each_event_once(
     stack: Stack,
 ) -> None:
-    # Given a run of about 200 events that is streaming right now
-    run_id = start_demo_run(stack, 190)
+    # Given a run of 200+ events that is streaming right now (240 words, 20 ms apart: a
+    # loaded machine may coalesce a few deltas that fall into one flush window)
+    run_id = start_demo_run(stack, 240)
     # When a client hangs up at 60 random seqs and resumes each time with after=<last seq>
     cuts = sorted(random.Random(5).sample(range(1, 196), 60))
     seen = asyncio.run(read_in_pieces(stack, run_id, cuts))
     # Then what it saw, put together, is 1..N with each seq once
     assert_exactly_once(seen, run_id)
-    assert len(seen) >= 190
+    assert len(seen) >= 200
 
 
 def test_resuming_a_finished_run_at_every_seq_returns_exactly_the_rest(stack: Stack) -> None:
