@@ -296,6 +296,7 @@ async def test_cancel_during_a_model_stream_closes_the_connection_within_two_sec
     final = await Run.objects.aget(pk=run.id)
     events = await assert_gap_free(final)
     assert events[-1].type == "run.cancelled"
+    print(f"cancel request -> provider disconnect: {disconnect_after * 1000:.0f} ms")
     assert disconnect_after < 2.0
     assert final.output.startswith("word")  # partial output is kept
     assert await ModelCall.objects.filter(run=final).aexists()  # and so is usage
