@@ -61,7 +61,7 @@ class Agent(models.Model):
     tool_config = models.JSONField(
         default=dict,
         blank=True,
-        help_text="Per-tool settings, e.g. {\"delegate\": {\"agents\": [\"helper\"]}}.",
+        help_text='Per-tool settings, e.g. {"delegate": {"agents": ["helper"]}}.',
     )
     model_settings = models.JSONField(
         default=dict, blank=True, help_text="temperature, max_tokens, top_p ..."
@@ -230,14 +230,20 @@ class PriceOverride(models.Model):
     differently for. An override wins over the price table."""
 
     provider = models.ForeignKey(
-        Provider, null=True, blank=True, on_delete=models.CASCADE,
+        Provider,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
         help_text="Empty: applies to this model name on every provider.",
     )
     model_name = models.CharField(max_length=200)
     input_per_mtok_usd = models.DecimalField(max_digits=12, decimal_places=6)
     output_per_mtok_usd = models.DecimalField(max_digits=12, decimal_places=6)
     cached_input_per_mtok_usd = models.DecimalField(
-        max_digits=12, decimal_places=6, null=True, blank=True,
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
         help_text="Empty: cached input tokens cost the same as input tokens.",
     )
     updated_at = models.DateTimeField(auto_now=True)
@@ -245,11 +251,13 @@ class PriceOverride(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["provider", "model_name"], name="price_override_unique_per_provider",
+                fields=["provider", "model_name"],
+                name="price_override_unique_per_provider",
                 condition=models.Q(provider__isnull=False),
             ),
             models.UniqueConstraint(
-                fields=["model_name"], name="price_override_unique_any_provider",
+                fields=["model_name"],
+                name="price_override_unique_any_provider",
                 condition=models.Q(provider__isnull=True),
             ),
         ]

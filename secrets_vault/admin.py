@@ -112,7 +112,11 @@ class SecretVersionInline(admin.TabularInline):
 @admin.register(Secret)
 class SecretAdmin(admin.ModelAdmin):
     list_display = [
-        "name", "current_version", "current_hint", "last_rotated_at", "last_accessed",
+        "name",
+        "current_version",
+        "current_hint",
+        "last_rotated_at",
+        "last_accessed",
         "rotation_due_marker",
     ]
     search_fields = ["name", "description"]
@@ -132,17 +136,23 @@ class SecretAdmin(admin.ModelAdmin):
         # The hint column reads the current version: one query per page, not one per row.
         return selectors.secrets_list().prefetch_related(_versions_without_ciphertext())
 
-    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False,
-                 **kwargs: Any) -> Any:
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
         kwargs["form"] = SecretChangeForm if obj is not None else SecretAddForm
         return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         if obj is None:
-            return ["name", "value", "description", "agents", "show_hint",
-                    "rotation_interval_days"]
-        return [*self.change_readonly[:3], "description", "agents", "show_hint",
-                "rotation_interval_days", *self.change_readonly[3:]]
+            return ["name", "value", "description", "agents", "show_hint", "rotation_interval_days"]
+        return [
+            *self.change_readonly[:3],
+            "description",
+            "agents",
+            "show_hint",
+            "rotation_interval_days",
+            *self.change_readonly[3:],
+        ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return self.change_readonly if obj is not None else []
@@ -152,8 +162,11 @@ class SecretAdmin(admin.ModelAdmin):
 
     def get_urls(self) -> list[Any]:
         return [
-            path("<path:object_id>/rotate/", self.admin_site.admin_view(self.rotate_view),
-                 name=f"{self.opts.app_label}_{self.opts.model_name}_rotate"),
+            path(
+                "<path:object_id>/rotate/",
+                self.admin_site.admin_view(self.rotate_view),
+                name=f"{self.opts.app_label}_{self.opts.model_name}_rotate",
+            ),
             *super().get_urls(),
         ]
 
@@ -175,15 +188,22 @@ class SecretAdmin(admin.ModelAdmin):
         data = form.cleaned_data
         if change:
             services.secret_update(
-                secret=obj, description=data["description"], agents=data["agents"],
+                secret=obj,
+                description=data["description"],
+                agents=data["agents"],
                 rotation_interval_days=data["rotation_interval_days"],
-                show_hint=data["show_hint"], actor=request.user,
+                show_hint=data["show_hint"],
+                actor=request.user,
             )
             return
         created = services.secret_create(
-            name=data["name"], value=data["value"], description=data["description"],
-            agents=data["agents"], rotation_interval_days=data["rotation_interval_days"],
-            show_hint=data["show_hint"], actor=request.user,
+            name=data["name"],
+            value=data["value"],
+            description=data["description"],
+            agents=data["agents"],
+            rotation_interval_days=data["rotation_interval_days"],
+            show_hint=data["show_hint"],
+            actor=request.user,
         )
         obj.pk, obj.current_version = created.pk, created.current_version
         obj.last_rotated_at, obj.created_at = created.last_rotated_at, created.created_at
@@ -214,9 +234,7 @@ class SecretAdmin(admin.ModelAdmin):
             self.message_user(request, "Select exactly one secret to rotate.", messages.WARNING)
             return None
         secret = queryset.get()
-        return HttpResponseRedirect(
-            reverse("admin:secrets_vault_secret_rotate", args=[secret.pk])
-        )
+        return HttpResponseRedirect(reverse("admin:secrets_vault_secret_rotate", args=[secret.pk]))
 
     @sensitive_variables()
     @method_decorator(sensitive_post_parameters("value", "confirm"))
@@ -230,7 +248,8 @@ class SecretAdmin(admin.ModelAdmin):
             if form.is_valid():
                 try:
                     version = services.secret_rotate(
-                        secret=secret, value=form.cleaned_data["value"],
+                        secret=secret,
+                        value=form.cleaned_data["value"],
                         expected_version=form.cleaned_data["expected_version"],
                         actor=request.user,
                     )
@@ -239,7 +258,8 @@ class SecretAdmin(admin.ModelAdmin):
                 else:
                     self.log_change(request, secret, f"Rotated to version {version.version}.")
                     self.message_user(
-                        request, f"Secret '{secret.name}' is now at version {version.version}.",
+                        request,
+                        f"Secret '{secret.name}' is now at version {version.version}.",
                         messages.SUCCESS,
                     )
                     return HttpResponseRedirect(
@@ -271,15 +291,30 @@ def _versions_without_ciphertext() -> Any:
 @admin.register(SecretVersion)
 class SecretVersionAdmin(admin.ModelAdmin):
     list_display = [
-        "secret", "version", "state", "is_current", "hint_display", "kek_id", "created_by",
+        "secret",
+        "version",
+        "state",
+        "is_current",
+        "hint_display",
+        "kek_id",
+        "created_by",
         "created_at",
     ]
     list_filter = ["state", "kek_id"]
     search_fields = ["secret__name"]
     list_select_related = ["secret", "created_by"]
     fields = [
-        "secret", "version", "state", "hint_display", "kek_id", "algorithm", "format_version",
-        "created_by", "created_at", "disabled_at", "destroyed_at",
+        "secret",
+        "version",
+        "state",
+        "hint_display",
+        "kek_id",
+        "algorithm",
+        "format_version",
+        "created_by",
+        "created_at",
+        "disabled_at",
+        "destroyed_at",
     ]
     readonly_fields = fields
     actions = ["disable_versions", "enable_versions", "destroy_versions"]
@@ -312,8 +347,9 @@ class SecretVersionAdmin(admin.ModelAdmin):
     def is_current(self, version: SecretVersion) -> bool:
         return version.version == version.secret.current_version
 
-    def _apply(self, request: HttpRequest, queryset: QuerySet[SecretVersion], action: Any,
-               verb: str) -> None:
+    def _apply(
+        self, request: HttpRequest, queryset: QuerySet[SecretVersion], action: Any, verb: str
+    ) -> None:
         done = 0
         for row in queryset.select_related("secret").order_by("secret_id", "version"):
             try:
@@ -344,9 +380,7 @@ class SecretVersionAdmin(admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": "Destroy secret versions?",
-            "versions": queryset.select_related("secret").exclude(
-                state=VersionState.DESTROYED
-            ),
+            "versions": queryset.select_related("secret").exclude(state=VersionState.DESTROYED),
             "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
         }
@@ -358,15 +392,27 @@ class SecretVersionAdmin(admin.ModelAdmin):
 @admin.register(SecretAccessEvent)
 class SecretAccessEventAdmin(admin.ModelAdmin):
     list_display = [
-        "created_at", "secret_name", "version", "outcome", "actor_label", "agent_slug",
+        "created_at",
+        "secret_name",
+        "version",
+        "outcome",
+        "actor_label",
+        "agent_slug",
         "purpose",
     ]
     list_filter = ["outcome", "created_at"]
     search_fields = ["secret_name", "purpose", "actor_label", "agent_slug"]
     date_hierarchy = "created_at"
     fields = [
-        "created_at", "secret_link", "secret_name", "version", "outcome", "actor",
-        "actor_label", "agent_slug", "purpose",
+        "created_at",
+        "secret_link",
+        "secret_name",
+        "version",
+        "outcome",
+        "actor",
+        "actor_label",
+        "agent_slug",
+        "purpose",
     ]
     readonly_fields = fields
 

@@ -94,8 +94,10 @@ class SecretVersionListView(VaultView):
         body = SecretRotateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         version = services.secret_rotate(
-            secret=secret, value=body.validated_data["value"],
-            expected_version=body.validated_data.get("expected_version"), actor=request.user,
+            secret=secret,
+            value=body.validated_data["value"],
+            expected_version=body.validated_data.get("expected_version"),
+            actor=request.user,
         )
         return Response(
             SecretVersionSerializer(selectors.secret_version(secret, version.version)).data,

@@ -133,8 +133,9 @@ def encrypt_value(
     kek_id = keyring.active_id
     return EncryptedRecord(
         value_ciphertext=blob,
-        wrapped_dek=_wrap(dek, secret_id=secret_id, version=version, kek_id=kek_id,
-                          keyring=keyring),
+        wrapped_dek=_wrap(
+            dek, secret_id=secret_id, version=version, kek_id=kek_id, keyring=keyring
+        ),
         kek_id=kek_id,
     )
 
@@ -151,20 +152,21 @@ def _wrap(
 @sensitive_variables()
 def _unwrap(
     wrapped: bytes | memoryview | None,
-    *, name: str, secret_id: uuid.UUID, version: int, kek_id: str, keyring: Keyring,
+    *,
+    name: str,
+    secret_id: uuid.UUID,
+    version: int,
+    kek_id: str,
+    keyring: Keyring,
 ) -> bytes:
     if wrapped is None:
         raise SecretDecryptionError(name=name, version=version, reason="missing")
     wrapped = bytes(wrapped)
     kek = keyring.key(kek_id)
     if kek is None:
-        raise SecretDecryptionError(
-            name=name, version=version, reason="unknown_key", kek_id=kek_id
-        )
+        raise SecretDecryptionError(name=name, version=version, reason="unknown_key", kek_id=kek_id)
     if len(wrapped) != WRAPPED_DEK_BYTES:
-        raise SecretDecryptionError(
-            name=name, version=version, reason="truncated", kek_id=kek_id
-        )
+        raise SecretDecryptionError(name=name, version=version, reason="truncated", kek_id=kek_id)
     try:
         return AESGCM(kek).decrypt(
             wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], dek_aad(secret_id, version, kek_id)
@@ -196,7 +198,11 @@ def decrypt_value(
     """Unwrap the DEK and decrypt the value; any failure raises ``SecretDecryptionError``."""
     _check_format(name=name, version=version, algorithm=algorithm, format_version=format_version)
     dek = _unwrap(
-        wrapped_dek, name=name, secret_id=secret_id, version=version, kek_id=kek_id,
+        wrapped_dek,
+        name=name,
+        secret_id=secret_id,
+        version=version,
+        kek_id=kek_id,
         keyring=keyring,
     )
     if value_ciphertext is None:
@@ -235,9 +241,12 @@ def rewrap_dek(
     """Re-wrap a DEK under the active KEK; the value itself is never decrypted."""
     _check_format(name=name, version=version, algorithm=algorithm, format_version=format_version)
     dek = _unwrap(
-        wrapped_dek, name=name, secret_id=secret_id, version=version, kek_id=kek_id,
+        wrapped_dek,
+        name=name,
+        secret_id=secret_id,
+        version=version,
+        kek_id=kek_id,
         keyring=keyring,
     )
     new_id = keyring.active_id
-    return _wrap(dek, secret_id=secret_id, version=version, kek_id=new_id,
-                 keyring=keyring), new_id
+    return _wrap(dek, secret_id=secret_id, version=version, kek_id=new_id, keyring=keyring), new_id

@@ -52,7 +52,8 @@ class SecretNotFoundError(ApiError):
 class SecretExistsError(ApiError):
     def __init__(self, name: str) -> None:
         super().__init__(
-            "secret_exists", f"A secret named '{name}' already exists.",
+            "secret_exists",
+            f"A secret named '{name}' already exists.",
             http_status=status.HTTP_409_CONFLICT,
         )
 
@@ -67,7 +68,8 @@ class VersionConflictError(ApiError):
         super().__init__(
             "version_conflict",
             f"Secret '{name}' is at version {current}, not {expected}; re-read and retry.",
-            http_status=status.HTTP_409_CONFLICT, details=details,
+            http_status=status.HTTP_409_CONFLICT,
+            details=details,
         )
 
 
@@ -79,8 +81,10 @@ class SecretUnavailableError(ApiError):
         self.version = version
         self.state = state
         super().__init__(
-            "version_unavailable", f"Secret '{name}' version {version} is {state}.",
-            http_status=status.HTTP_409_CONFLICT, details={"version": version, "state": state},
+            "version_unavailable",
+            f"Secret '{name}' version {version} is {state}.",
+            http_status=status.HTTP_409_CONFLICT,
+            details={"version": version, "state": state},
         )
 
 
@@ -89,6 +93,7 @@ class SecretAccessDeniedError(ApiError):
 
     def __init__(self, *, name: str, agent: str) -> None:
         super().__init__(
-            "secret_not_allowed", f"Agent '{agent}' may not use secret '{name}'.",
+            "secret_not_allowed",
+            f"Agent '{agent}' may not use secret '{name}'.",
             http_status=status.HTTP_403_FORBIDDEN,
         )

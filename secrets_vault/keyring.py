@@ -54,10 +54,7 @@ class Keyring:
     source: str = "VAULT_KEYS"
 
     def __repr__(self) -> str:
-        return (
-            f"<Keyring source={self.source} active={self.active_id} "
-            f"ids={sorted(self.keys)}>"
-        )
+        return f"<Keyring source={self.source} active={self.active_id} ids={sorted(self.keys)}>"
 
     def __reduce__(self) -> object:
         raise TypeError("A keyring cannot be pickled.")
@@ -106,9 +103,7 @@ def parse_keyring(text: str, *, active_id: str, source: str) -> Keyring:
         try:
             raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
         except (binascii.Error, ValueError):
-            raise KeyringError(
-                f"{source}: key '{key_id}' is not valid urlsafe base64."
-            ) from None
+            raise KeyringError(f"{source}: key '{key_id}' is not valid urlsafe base64.") from None
         if len(raw) != KEY_BYTES:
             raise KeyringError(
                 f"{source}: key '{key_id}' is {len(raw)} bytes; AES-256 needs {KEY_BYTES}."

@@ -27,7 +27,9 @@ class Secret(models.Model):
     name = models.CharField(max_length=128, unique=True, validators=[name_validator])
     description = models.TextField(blank=True)
     agents = models.ManyToManyField(
-        "agents.Agent", blank=True, related_name="secrets",
+        "agents.Agent",
+        blank=True,
+        related_name="secrets",
         help_text="Agents that may use this secret; none selected means every agent.",
     )
     show_hint = models.BooleanField(
@@ -35,7 +37,9 @@ class Secret(models.Model):
         help_text="Show the last 4 characters (of values of 16 characters or more).",
     )
     rotation_interval_days = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(36_500)],
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(36_500)],
         help_text="Mark the secret as due for rotation this many days after the last one.",
     )
     # The highest version number ever issued; it is also the current version.
@@ -86,7 +90,10 @@ class SecretVersion(models.Model):
     format_version = models.PositiveSmallIntegerField(editable=False)
     hint = models.CharField(max_length=4, blank=True, editable=False)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -100,10 +107,13 @@ class SecretVersion(models.Model):
                 fields=["secret", "version"], name="secrets_vault_version_unique"
             ),
             models.CheckConstraint(
-                condition=models.Q(state="destroyed", value_ciphertext__isnull=True,
-                                   wrapped_dek__isnull=True)
-                | (~models.Q(state="destroyed") & models.Q(value_ciphertext__isnull=False,
-                                                           wrapped_dek__isnull=False)),
+                condition=models.Q(
+                    state="destroyed", value_ciphertext__isnull=True, wrapped_dek__isnull=True
+                )
+                | (
+                    ~models.Q(state="destroyed")
+                    & models.Q(value_ciphertext__isnull=False, wrapped_dek__isnull=False)
+                ),
                 name="secrets_vault_destroyed_has_no_ciphertext",
             ),
             models.CheckConstraint(
@@ -143,7 +153,10 @@ class SecretAccessEvent(models.Model):
     secret_name = models.CharField(max_length=128)
     version = models.PositiveIntegerField(null=True, blank=True)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     actor_label = models.CharField(max_length=150, blank=True)
@@ -154,9 +167,7 @@ class SecretAccessEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [
-            models.Index(fields=["secret", "-created_at"], name="secrets_vault_access_idx")
-        ]
+        indexes = [models.Index(fields=["secret", "-created_at"], name="secrets_vault_access_idx")]
 
     def __str__(self) -> str:
         return f"{self.secret_name} v{self.version} {self.outcome} ({self.purpose})"

@@ -29,9 +29,11 @@ def secret_by_name(name: str) -> Secret | None:
 
 
 def secret_versions(secret: Secret) -> QuerySet[SecretVersion]:
-    return secret.versions.select_related("created_by").defer(
-        "value_ciphertext", "wrapped_dek"
-    ).order_by("-version")
+    return (
+        secret.versions.select_related("created_by")
+        .defer("value_ciphertext", "wrapped_dek")
+        .order_by("-version")
+    )
 
 
 def secret_version(secret: Secret, version: int) -> SecretVersion | None:
@@ -55,7 +57,8 @@ class VaultStatus:
     def removable_kek_ids(self) -> list[str]:
         """Keys in the keyring that wrap nothing any more (safe to remove)."""
         return [
-            k for k in self.keyring_ids
+            k
+            for k in self.keyring_ids
             if k != self.active_kek_id and not self.versions_by_kek.get(k)
         ]
 

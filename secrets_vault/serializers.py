@@ -82,8 +82,16 @@ class SecretVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = SecretVersion
         fields = [
-            "version", "state", "hint", "kek_id", "algorithm", "format_version",
-            "created_by", "created_at", "disabled_at", "destroyed_at",
+            "version",
+            "state",
+            "hint",
+            "kek_id",
+            "algorithm",
+            "format_version",
+            "created_by",
+            "created_at",
+            "disabled_at",
+            "destroyed_at",
         ]
         read_only_fields = fields
 
@@ -101,9 +109,20 @@ class SecretSerializer(serializers.ModelSerializer):
     class Meta:
         model = Secret
         fields = [
-            "id", "name", "description", "agents", "current_version", "show_hint",
-            "rotation_interval_days", "rotation_due", "rotation_due_at", "last_rotated_at",
-            "last_accessed_at", "created_at", "updated_at", "links",
+            "id",
+            "name",
+            "description",
+            "agents",
+            "current_version",
+            "show_hint",
+            "rotation_interval_days",
+            "rotation_due",
+            "rotation_due_at",
+            "last_rotated_at",
+            "last_accessed_at",
+            "created_at",
+            "updated_at",
+            "links",
         ]
         read_only_fields = fields
 

@@ -92,12 +92,8 @@ def _validate_name(name: str) -> None:
 
 
 @sensitive_variables("value", "record")
-def _new_version(
-    *, secret: Secret, number: int, value: SecretValue, actor: Actor
-) -> SecretVersion:
-    record = encrypt_value(
-        secret_id=secret.id, version=number, value=value, keyring=get_keyring()
-    )
+def _new_version(*, secret: Secret, number: int, value: SecretValue, actor: Actor) -> SecretVersion:
+    record = encrypt_value(secret_id=secret.id, version=number, value=value, keyring=get_keyring())
     return SecretVersion.objects.create(
         secret=secret,
         version=number,
@@ -131,8 +127,11 @@ def secret_create(
     try:
         with transaction.atomic():
             secret = Secret.objects.create(
-                name=name, description=description, show_hint=show_hint,
-                rotation_interval_days=rotation_interval_days, current_version=1,
+                name=name,
+                description=description,
+                show_hint=show_hint,
+                rotation_interval_days=rotation_interval_days,
+                current_version=1,
                 last_rotated_at=now,
             )
             agents = list(agents)
@@ -180,7 +179,10 @@ def secret_rotate(
         secret.current_version = number
         secret.last_rotated_at = locked.last_rotated_at
     log.info(
-        "secret_rotated", secret=locked.name, version=number, pruned=pruned,
+        "secret_rotated",
+        secret=locked.name,
+        version=number,
+        pruned=pruned,
         actor=_actor_label(actor),
     )
     return version
@@ -211,8 +213,9 @@ def secret_version_disable(*, secret: Secret, version: int, actor: Actor = None)
         if row.state == VersionState.ACTIVE:
             row.state, row.disabled_at = VersionState.DISABLED, timezone.now()
             row.save(update_fields=["state", "disabled_at"])
-    log.info("secret_version_disabled", secret=locked.name, version=version,
-             actor=_actor_label(actor))
+    log.info(
+        "secret_version_disabled", secret=locked.name, version=version, actor=_actor_label(actor)
+    )
     return row
 
 
@@ -225,8 +228,9 @@ def secret_version_enable(*, secret: Secret, version: int, actor: Actor = None) 
         if row.state == VersionState.DISABLED:
             row.state, row.disabled_at = VersionState.ACTIVE, None
             row.save(update_fields=["state", "disabled_at"])
-    log.info("secret_version_enabled", secret=locked.name, version=version,
-             actor=_actor_label(actor))
+    log.info(
+        "secret_version_enabled", secret=locked.name, version=version, actor=_actor_label(actor)
+    )
     return row
 
 
@@ -237,12 +241,16 @@ def secret_version_destroy(*, secret: Secret, version: int, actor: Actor = None)
         if row.state != VersionState.DESTROYED:
             now = timezone.now()
             SecretVersion.objects.filter(pk=row.pk).update(
-                state=VersionState.DESTROYED, value_ciphertext=None, wrapped_dek=None,
-                hint="", destroyed_at=now,
+                state=VersionState.DESTROYED,
+                value_ciphertext=None,
+                wrapped_dek=None,
+                hint="",
+                destroyed_at=now,
             )
             row.refresh_from_db()
-    log.info("secret_version_destroyed", secret=locked.name, version=version,
-             actor=_actor_label(actor))
+    log.info(
+        "secret_version_destroyed", secret=locked.name, version=version, actor=_actor_label(actor)
+    )
     return row
 
 
@@ -328,8 +336,10 @@ def secret_reveal(
         raise ApiError("invalid_purpose", f"purpose is 1-{MAX_PURPOSE_CHARS} characters.")
     through = Secret.agents.through
     qs = SecretVersion.objects.select_related("secret").filter(secret__name=name)
-    qs = qs.filter(version=version) if version is not None else qs.filter(
-        version=F("secret__current_version")
+    qs = (
+        qs.filter(version=version)
+        if version is not None
+        else qs.filter(version=F("secret__current_version"))
     )
     if agent is not None:
         qs = qs.annotate(
@@ -342,8 +352,9 @@ def secret_reveal(
     event = {"name": name, "actor": actor, "agent": agent, "purpose": purpose}
     if row is None:
         secret_id = Secret.objects.filter(name=name).values_list("pk", flat=True).first()
-        _access_event(**event, secret_id=secret_id, version=version,
-                      outcome=AccessOutcome.NOT_FOUND)
+        _access_event(
+            **event, secret_id=secret_id, version=version, outcome=AccessOutcome.NOT_FOUND
+        )
         log.warning("secret_reveal_not_found", secret=name, version=version, purpose=purpose)
         raise SecretNotFoundError(name, version)
     event.update(secret_id=row.secret_id, version=row.version)
@@ -353,24 +364,45 @@ def secret_reveal(
         raise SecretAccessDeniedError(name=name, agent=agent.slug)
     if row.state != VersionState.ACTIVE:
         _access_event(**event, outcome=AccessOutcome.UNAVAILABLE)
-        log.warning("secret_reveal_unavailable", secret=name, version=row.version,
-                    state=row.state, purpose=purpose)
+        log.warning(
+            "secret_reveal_unavailable",
+            secret=name,
+            version=row.version,
+            state=row.state,
+            purpose=purpose,
+        )
         raise SecretUnavailableError(name=name, version=row.version, state=row.state)
     try:
         value = decrypt_value(
-            name=name, secret_id=row.secret_id, version=row.version,
-            value_ciphertext=row.value_ciphertext, wrapped_dek=row.wrapped_dek,
-            kek_id=row.kek_id, algorithm=row.algorithm, format_version=row.format_version,
+            name=name,
+            secret_id=row.secret_id,
+            version=row.version,
+            value_ciphertext=row.value_ciphertext,
+            wrapped_dek=row.wrapped_dek,
+            kek_id=row.kek_id,
+            algorithm=row.algorithm,
+            format_version=row.format_version,
             keyring=get_keyring(),
         )
     except SecretDecryptionError as exc:
         _access_event(**event, outcome=AccessOutcome.DECRYPTION_FAILED)
-        log.error("secret_decryption_failed", secret=name, version=row.version,
-                  kek_id=row.kek_id, reason=exc.reason, purpose=purpose)
+        log.error(
+            "secret_decryption_failed",
+            secret=name,
+            version=row.version,
+            kek_id=row.kek_id,
+            reason=exc.reason,
+            purpose=purpose,
+        )
         raise
     _access_event(**event, outcome=AccessOutcome.SUCCESS)
-    log.info("secret_revealed", secret=name, version=row.version, purpose=purpose,
-             actor=_actor_label(actor))
+    log.info(
+        "secret_revealed",
+        secret=name,
+        version=row.version,
+        purpose=purpose,
+        actor=_actor_label(actor),
+    )
     return value
 
 
@@ -482,8 +514,16 @@ def vault_rewrap(
                 pending.filter(pk__gt=last_pk)
                 .select_for_update(skip_locked=True, of=("self",))
                 .select_related("secret")
-                .only("pk", "version", "wrapped_dek", "kek_id", "algorithm", "format_version",
-                      "secret__name", "secret__id")
+                .only(
+                    "pk",
+                    "version",
+                    "wrapped_dek",
+                    "kek_id",
+                    "algorithm",
+                    "format_version",
+                    "secret__name",
+                    "secret__id",
+                )
                 .order_by("pk")[:batch_size]
             )
             if not rows:
@@ -492,15 +532,24 @@ def vault_rewrap(
             for row in rows:
                 try:
                     row.wrapped_dek, row.kek_id = rewrap_dek(
-                        name=row.secret.name, secret_id=row.secret_id, version=row.version,
-                        wrapped_dek=row.wrapped_dek, kek_id=row.kek_id,
-                        algorithm=row.algorithm, format_version=row.format_version,
+                        name=row.secret.name,
+                        secret_id=row.secret_id,
+                        version=row.version,
+                        wrapped_dek=row.wrapped_dek,
+                        kek_id=row.kek_id,
+                        algorithm=row.algorithm,
+                        format_version=row.format_version,
                         keyring=keyring,
                     )
                 except SecretDecryptionError as exc:
                     report.failed.append((row.secret.name, row.version, exc.reason))
-                    log.error("secret_rewrap_failed", secret=row.secret.name,
-                              version=row.version, kek_id=row.kek_id, reason=exc.reason)
+                    log.error(
+                        "secret_rewrap_failed",
+                        secret=row.secret.name,
+                        version=row.version,
+                        kek_id=row.kek_id,
+                        reason=exc.reason,
+                    )
                     continue
                 changed.append(row)
             SecretVersion.objects.bulk_update(changed, ["wrapped_dek", "kek_id"])
@@ -510,6 +559,11 @@ def vault_rewrap(
         if on_batch is not None:
             on_batch(report)
     report.remaining = pending.count()
-    log.info("vault_rewrap_done", active_kek_id=keyring.active_id, rewrapped=report.rewrapped,
-             failed=len(report.failed), remaining=report.remaining)
+    log.info(
+        "vault_rewrap_done",
+        active_kek_id=keyring.active_id,
+        rewrapped=report.rewrapped,
+        failed=len(report.failed),
+        remaining=report.remaining,
+    )
     return report

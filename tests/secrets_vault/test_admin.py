@@ -42,11 +42,18 @@ def test_staff_add_a_secret_through_a_password_input(bob_admin: Client) -> None:
     url = reverse("admin:secrets_vault_secret_add")
     page = bob_admin.get(url).content.decode()
     assert 'type="password" name="value"' in page
-    response = bob_admin.post(url, {
-        "name": "from-admin", "value": VALUE, "description": "", "show_hint": "on",
-        "rotation_interval_days": "",
-        "versions-TOTAL_FORMS": "0", "versions-INITIAL_FORMS": "0",
-    })
+    response = bob_admin.post(
+        url,
+        {
+            "name": "from-admin",
+            "value": VALUE,
+            "description": "",
+            "show_hint": "on",
+            "rotation_interval_days": "",
+            "versions-TOTAL_FORMS": "0",
+            "versions-INITIAL_FORMS": "0",
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     assert secret_reveal(name="from-admin", purpose="t", actor=None).reveal() == VALUE
     assert SecretVersion.objects.get().created_by.username == "bob"
@@ -59,12 +66,19 @@ def test_the_change_page_edits_metadata_and_links_to_rotation(
     url = reverse("admin:secrets_vault_secret_change", args=[secret.pk])
     page = bob_admin.get(url).content.decode()
     assert "Rotate" in page and VALUE not in page
-    response = bob_admin.post(url, {
-        "description": "new description", "rotation_interval_days": "7",
-        "versions-TOTAL_FORMS": "1", "versions-INITIAL_FORMS": "1",
-        "versions-MIN_NUM_FORMS": "0", "versions-MAX_NUM_FORMS": "0",
-        "versions-0-id": str(SecretVersion.objects.get().pk), "versions-0-secret": str(secret.pk),
-    })
+    response = bob_admin.post(
+        url,
+        {
+            "description": "new description",
+            "rotation_interval_days": "7",
+            "versions-TOTAL_FORMS": "1",
+            "versions-INITIAL_FORMS": "1",
+            "versions-MIN_NUM_FORMS": "0",
+            "versions-MAX_NUM_FORMS": "0",
+            "versions-0-id": str(SecretVersion.objects.get().pk),
+            "versions-0-secret": str(secret.pk),
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:3000]
     secret.refresh_from_db()
     assert secret.description == "new description" and secret.rotation_interval_days == 7
@@ -77,9 +91,14 @@ def test_rotating_from_the_admin_adds_a_version(bob_admin: Client, make_secret: 
     url = reverse("admin:secrets_vault_secret_rotate", args=[secret.pk])
     assert 'type="password"' in bob_admin.get(url).content.decode()
     # when
-    response = bob_admin.post(url, {"value": "rotated-value-0000000000",
-                                    "confirm": "rotated-value-0000000000",
-                                    "expected_version": "1"})
+    response = bob_admin.post(
+        url,
+        {
+            "value": "rotated-value-0000000000",
+            "confirm": "rotated-value-0000000000",
+            "expected_version": "1",
+        },
+    )
     # then
     assert response.status_code == 302
     assert secret_reveal(name="openai-key", purpose="t", actor=None).reveal() == (
@@ -97,8 +116,9 @@ def test_a_refused_rotation_re_renders_without_the_value(
     secret = make_secret()
     url = reverse("admin:secrets_vault_secret_rotate", args=[secret.pk])
     new = "rotated-value-0000000000"
-    response = bob_admin.post(url, {"value": new, "confirm": confirm or new,
-                                    "expected_version": expected})
+    response = bob_admin.post(
+        url, {"value": new, "confirm": confirm or new, "expected_version": expected}
+    )
     html = response.content.decode()
     assert response.status_code == 200 and message in html and new not in html
     assert Secret.objects.get().current_version == 1
@@ -108,9 +128,13 @@ def test_the_rotate_action_leads_to_the_rotate_form(
     bob_admin: Client, make_secret: Callable
 ) -> None:
     secret = make_secret()
-    response = bob_admin.post(reverse("admin:secrets_vault_secret_changelist"), {
-        "action": "rotate_selected", ACTION_CHECKBOX_NAME: [str(secret.pk)],
-    })
+    response = bob_admin.post(
+        reverse("admin:secrets_vault_secret_changelist"),
+        {
+            "action": "rotate_selected",
+            ACTION_CHECKBOX_NAME: [str(secret.pk)],
+        },
+    )
     assert response.status_code == 302
     assert response["Location"] == reverse("admin:secrets_vault_secret_rotate", args=[secret.pk])
 
@@ -129,8 +153,9 @@ def test_version_actions_disable_and_destroy_with_confirmation(
     ask = bob_admin.post(url, {"action": "destroy_versions", ACTION_CHECKBOX_NAME: [str(row.pk)]})
     assert ask.status_code == 200 and "cannot be undone" in ask.content.decode()
     assert SecretVersion.objects.get().state == "disabled"
-    bob_admin.post(url, {"action": "destroy_versions", "confirm": "yes",
-                         ACTION_CHECKBOX_NAME: [str(row.pk)]})
+    bob_admin.post(
+        url, {"action": "destroy_versions", "confirm": "yes", ACTION_CHECKBOX_NAME: [str(row.pk)]}
+    )
     # then
     assert SecretVersion.objects.get().state == "destroyed"
     assert SecretVersion.objects.get().value_ciphertext is None
@@ -141,10 +166,12 @@ def test_the_version_detail_and_access_log_are_read_only(
 ) -> None:
     make_secret()
     secret_reveal(name="openai-key", purpose="run:abc", actor=None)
-    version_url = reverse("admin:secrets_vault_secretversion_change",
-                          args=[SecretVersion.objects.get().pk])
-    event_url = reverse("admin:secrets_vault_secretaccessevent_change",
-                        args=[SecretAccessEvent.objects.get().pk])
+    version_url = reverse(
+        "admin:secrets_vault_secretversion_change", args=[SecretVersion.objects.get().pk]
+    )
+    event_url = reverse(
+        "admin:secrets_vault_secretaccessevent_change", args=[SecretAccessEvent.objects.get().pk]
+    )
     assert bob_admin.get(version_url).status_code == 200
     assert bob_admin.post(version_url, {}).status_code == 403
     assert "run:abc" in bob_admin.get(event_url).content.decode()

@@ -95,10 +95,16 @@ def test_adding_a_version_with_check_and_set(bob_api: APIClient) -> None:
     # given
     create(bob_api)
     # when
-    ok = bob_api.post(f"{URL}openai-key/versions/",
-                      {"value": "second-value-abcdefgh", "expected_version": 1}, format="json")
-    stale = bob_api.post(f"{URL}openai-key/versions/",
-                         {"value": "third-value-abcdefgh", "expected_version": 1}, format="json")
+    ok = bob_api.post(
+        f"{URL}openai-key/versions/",
+        {"value": "second-value-abcdefgh", "expected_version": 1},
+        format="json",
+    )
+    stale = bob_api.post(
+        f"{URL}openai-key/versions/",
+        {"value": "third-value-abcdefgh", "expected_version": 1},
+        format="json",
+    )
     # then
     assert ok.status_code == 201 and ok.json()["version"] == 2
     assert "second-value" not in ok.content.decode()
@@ -131,8 +137,9 @@ def test_disable_enable_and_destroy_a_version(bob_api: APIClient) -> None:
 
 def test_update_metadata_and_delete(bob_api: APIClient) -> None:
     create(bob_api)
-    patched = bob_api.patch(f"{URL}openai-key/", {"show_hint": False, "description": "d"},
-                            format="json")
+    patched = bob_api.patch(
+        f"{URL}openai-key/", {"show_hint": False, "description": "d"}, format="json"
+    )
     assert patched.status_code == 200
     assert patched.json()["versions"][0]["hint"] == "••••"
     refused = bob_api.patch(f"{URL}openai-key/", {"value": "x"}, format="json")
@@ -152,6 +159,10 @@ def test_the_value_cannot_be_read_back_from_any_endpoint(
     bob_api: APIClient, make_secret: Callable
 ) -> None:
     make_secret(value="sk-never-readable-1234567890")
-    for path in (URL, f"{URL}openai-key/", f"{URL}openai-key/versions/",
-                 f"{URL}openai-key/versions/1/"):
+    for path in (
+        URL,
+        f"{URL}openai-key/",
+        f"{URL}openai-key/versions/",
+        f"{URL}openai-key/versions/1/",
+    ):
         assert "sk-never-readable" not in bob_api.get(path).content.decode()

@@ -36,8 +36,9 @@ from secrets_vault.services import RevealCache, reveal_once, secret_reveal, vaul
 pytestmark = pytest.mark.django_db
 
 API = "/api/v1/secrets/"
-CIPHERTEXT_COLUMNS = {("secrets_vault_secretversion", c) for c in ("value_ciphertext",
-                                                                   "wrapped_dek")}
+CIPHERTEXT_COLUMNS = {
+    ("secrets_vault_secretversion", c) for c in ("value_ciphertext", "wrapped_dek")
+}
 
 
 def assert_clean(text: str | bytes, canaries: list[str], where: str) -> None:
@@ -48,8 +49,9 @@ def assert_clean(text: str | bytes, canaries: list[str], where: str) -> None:
 
 
 class Scenario:
-    def __init__(self, canary: Callable[[], str], bob: Any, bob_api: APIClient,
-                 vault_keys: Any) -> None:
+    def __init__(
+        self, canary: Callable[[], str], bob: Any, bob_api: APIClient, vault_keys: Any
+    ) -> None:
         self.values = [canary() for _ in range(6)]
         self.bob, self.api, self.keys = bob, bob_api, vault_keys
         self.admin = Client()
@@ -63,11 +65,13 @@ class Scenario:
             API, {"name": "api-canary", "value": api_value}, format="json"
         ).content
         r["api rotate"] = self.api.post(
-            f"{API}api-canary/versions/", {"value": api_rotated, "expected_version": 1},
+            f"{API}api-canary/versions/",
+            {"value": api_rotated, "expected_version": 1},
             format="json",
         ).content
         r["api conflict"] = self.api.post(
-            f"{API}api-canary/versions/", {"value": conflicted, "expected_version": 1},
+            f"{API}api-canary/versions/",
+            {"value": conflicted, "expected_version": 1},
             format="json",
         ).content
         r["api invalid"] = self.api.post(
@@ -82,10 +86,17 @@ class Scenario:
         r["api version"] = self.api.get(f"{API}api-canary/versions/1/").content
         r["api disable"] = self.api.post(f"{API}api-canary/versions/1/disable/").content
 
-        r["admin add"] = self.admin.post(reverse("admin:secrets_vault_secret_add"), {
-            "name": "admin-canary", "value": admin_value, "show_hint": "on",
-            "versions-TOTAL_FORMS": "0", "versions-INITIAL_FORMS": "0",
-        }, follow=True).content
+        r["admin add"] = self.admin.post(
+            reverse("admin:secrets_vault_secret_add"),
+            {
+                "name": "admin-canary",
+                "value": admin_value,
+                "show_hint": "on",
+                "versions-TOTAL_FORMS": "0",
+                "versions-INITIAL_FORMS": "0",
+            },
+            follow=True,
+        ).content
         secret = Secret.objects.get(name="admin-canary")
         rotate = reverse("admin:secrets_vault_secret_rotate", args=[secret.pk])
         r["admin rotate form"] = self.admin.get(rotate).content
@@ -96,7 +107,8 @@ class Scenario:
             rotate, {"value": refused, "confirm": refused, "expected_version": "0"}
         ).content
         r["admin rotate"] = self.admin.post(
-            rotate, {"value": admin_rotated, "confirm": admin_rotated, "expected_version": "1"},
+            rotate,
+            {"value": admin_rotated, "confirm": admin_rotated, "expected_version": "1"},
             follow=True,
         ).content
 
@@ -112,11 +124,14 @@ class Scenario:
             "admin change": reverse("admin:secrets_vault_secret_change", args=[secret.pk]),
             "admin history": reverse("admin:secrets_vault_secret_history", args=[secret.pk]),
             "admin versions": reverse("admin:secrets_vault_secretversion_changelist"),
-            "admin version": reverse("admin:secrets_vault_secretversion_change",
-                                     args=[SecretVersion.objects.first().pk]),
+            "admin version": reverse(
+                "admin:secrets_vault_secretversion_change", args=[SecretVersion.objects.first().pk]
+            ),
             "admin access log": reverse("admin:secrets_vault_secretaccessevent_changelist"),
-            "admin access event": reverse("admin:secrets_vault_secretaccessevent_change",
-                                          args=[SecretAccessEvent.objects.first().pk]),
+            "admin access event": reverse(
+                "admin:secrets_vault_secretaccessevent_change",
+                args=[SecretAccessEvent.objects.first().pk],
+            ),
         }
         for label, url in admin_pages.items():
             response = self.admin.get(url)
@@ -124,14 +139,15 @@ class Scenario:
             r[label] = response.content
         r["admin destroy confirmation"] = self.admin.post(
             reverse("admin:secrets_vault_secretversion_changelist"),
-            {"action": "destroy_versions",
-             ACTION_CHECKBOX_NAME: [str(v.pk) for v in SecretVersion.objects.all()]},
+            {
+                "action": "destroy_versions",
+                ACTION_CHECKBOX_NAME: [str(v.pk) for v in SecretVersion.objects.all()],
+            },
         ).content
 
 
 @pytest.fixture
-def scenario(canary: Callable[[], str], bob: Any, bob_api: APIClient,
-             vault_keys: Any) -> Scenario:
+def scenario(canary: Callable[[], str], bob: Any, bob_api: APIClient, vault_keys: Any) -> Scenario:
     return Scenario(canary, bob, bob_api, vault_keys)
 
 
@@ -185,15 +201,20 @@ def test_no_canary_in_admin_pages(scenario: Scenario) -> None:
 def test_no_canary_in_the_repr_of_any_vault_object(scenario: Scenario) -> None:
     scenario.run()
     objects: list[Any] = [
-        *Secret.objects.all(), *SecretVersion.objects.all(), *SecretAccessEvent.objects.all(),
-        get_keyring(), vault_status(), vault_rewrap(),
+        *Secret.objects.all(),
+        *SecretVersion.objects.all(),
+        *SecretAccessEvent.objects.all(),
+        get_keyring(),
+        vault_status(),
+        vault_rewrap(),
         VersionConflictError(name="x", expected=1, current=2),
         SecretDecryptionError(name="x", version=1, reason="authentication_failed"),
     ]
     cache = RevealCache()
     value = reveal_once(cache, name="admin-canary", purpose="run:canary", actor=None)
-    record = encrypt_value(secret_id=Secret.objects.first().pk, version=9, value=value,
-                           keyring=get_keyring())
+    record = encrypt_value(
+        secret_id=Secret.objects.first().pk, version=9, value=value, keyring=get_keyring()
+    )
     objects += [value, cache, record]
     for obj in objects:
         for text in (repr(obj), str(obj)):
@@ -236,8 +257,9 @@ def test_no_canary_in_any_database_column_but_the_ciphertext(scenario: Scenario)
                         # Even the ciphertext columns must not hold the plaintext bytes.
                         assert not any(n in raw for n in needles), (table, column)
                         if (table, column) not in CIPHERTEXT_COLUMNS:
-                            assert_clean(raw.decode("latin-1"), scenario.values,
-                                         f"{table}.{column}")
+                            assert_clean(
+                                raw.decode("latin-1"), scenario.values, f"{table}.{column}"
+                            )
                     else:
                         assert_clean(str(cell), scenario.values, f"{table}.{column}")
 
@@ -267,8 +289,13 @@ def error_mail(settings: Any) -> Iterator[None]:
 
 @pytest.mark.parametrize("debug", [True, False])
 def test_no_canary_in_500_pages_or_error_emails(
-    bob: Any, bob_api: APIClient, canary: Callable[[], str], settings: Any,
-    monkeypatch: pytest.MonkeyPatch, error_mail: None, debug: bool,
+    bob: Any,
+    bob_api: APIClient,
+    canary: Callable[[], str],
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    error_mail: None,
+    debug: bool,
 ) -> None:
     # given: every write path fails after it has the value in hand
     settings.DEBUG = debug
@@ -283,12 +310,20 @@ def test_no_canary_in_500_pages_or_error_emails(
     pages = [
         bob_api.post(API, {"name": "boom", "value": values[0]}, format="json"),
         bob_api.post(f"{API}existing/versions/", {"value": values[1]}, format="json"),
-        admin.post(reverse("admin:secrets_vault_secret_add"), {
-            "name": "boom", "value": values[2], "show_hint": "on",
-            "versions-TOTAL_FORMS": "0", "versions-INITIAL_FORMS": "0",
-        }),
-        admin.post(reverse("admin:secrets_vault_secret_rotate", args=[existing.pk]),
-                   {"value": values[2], "confirm": values[2], "expected_version": "1"}),
+        admin.post(
+            reverse("admin:secrets_vault_secret_add"),
+            {
+                "name": "boom",
+                "value": values[2],
+                "show_hint": "on",
+                "versions-TOTAL_FORMS": "0",
+                "versions-INITIAL_FORMS": "0",
+            },
+        ),
+        admin.post(
+            reverse("admin:secrets_vault_secret_rotate", args=[existing.pk]),
+            {"value": values[2], "confirm": values[2], "expected_version": "1"},
+        ),
     ]
     # then
     assert [p.status_code for p in pages] == [500] * 4

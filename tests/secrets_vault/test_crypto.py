@@ -33,8 +33,9 @@ def encrypt(secret_id: uuid.UUID, version: int = 1, value: str = VALUE) -> Encry
     )
 
 
-def decrypt(record: EncryptedRecord, secret_id: uuid.UUID, version: int = 1,
-            **override: Any) -> SecretValue:
+def decrypt(
+    record: EncryptedRecord, secret_id: uuid.UUID, version: int = 1, **override: Any
+) -> SecretValue:
     fields = {
         "value_ciphertext": record.value_ciphertext,
         "wrapped_dek": record.wrapped_dek,
@@ -49,7 +50,7 @@ def decrypt(record: EncryptedRecord, secret_id: uuid.UUID, version: int = 1,
 
 
 def flipped(blob: bytes, index: int) -> bytes:
-    return blob[:index] + bytes([blob[index] ^ 0x01]) + blob[index + 1:]
+    return blob[:index] + bytes([blob[index] ^ 0x01]) + blob[index + 1 :]
 
 
 def test_it_decrypts_what_it_encrypted() -> None:
@@ -176,8 +177,13 @@ def test_rewrap_changes_only_the_wrapped_key_and_its_id(vault_keys: Any) -> None
     vault_keys.add("test-b", activate=True)
     # when
     wrapped, kek_id = rewrap_dek(
-        name="openai-key", secret_id=secret_id, version=1, wrapped_dek=record.wrapped_dek,
-        kek_id="test-a", algorithm=record.algorithm, format_version=record.format_version,
+        name="openai-key",
+        secret_id=secret_id,
+        version=1,
+        wrapped_dek=record.wrapped_dek,
+        kek_id="test-a",
+        algorithm=record.algorithm,
+        format_version=record.format_version,
         keyring=get_keyring(),
     )
     vault_keys.remove("test-a")

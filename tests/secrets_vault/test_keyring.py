@@ -111,7 +111,9 @@ def test_an_invalid_keyring_stops_startup(settings: Any) -> None:
 
 
 def test_with_debug_on_a_development_keyring_is_generated_once_with_a_warning(
-    settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # given

@@ -54,7 +54,11 @@ def test_a_new_secret_has_version_one_and_reveals_its_value(make_secret: Callabl
     assert isinstance(value, SecretValue) and value.reveal() == VALUE
     row = SecretVersion.objects.get(secret=secret)
     assert (row.version, row.state, row.kek_id, row.algorithm, row.format_version) == (
-        1, "active", "test-a", "AES-256-GCM", 1
+        1,
+        "active",
+        "test-a",
+        "AES-256-GCM",
+        1,
     )
     assert row.hint == "cdef" and secret.current_version == 1
 
@@ -180,8 +184,9 @@ class TestSwappedCiphertexts:
         # given
         make_secret(name="one", value="first-secret-value")
         make_secret(name="two", value="second-secret-value")
-        a, b = SecretVersion.objects.get(secret__name="one"), SecretVersion.objects.get(
-            secret__name="two"
+        a, b = (
+            SecretVersion.objects.get(secret__name="one"),
+            SecretVersion.objects.get(secret__name="two"),
         )
         # when: both blobs (and the KEK id) moved across
         SecretVersion.objects.filter(pk=a.pk).update(
@@ -210,9 +215,7 @@ class TestSwappedCiphertexts:
         with pytest.raises(SecretDecryptionError):
             reveal(version=2)
 
-    def test_a_flipped_byte_in_the_stored_row_does_not_decrypt(
-        self, make_secret: Callable
-    ) -> None:
+    def test_a_flipped_byte_in_the_stored_row_does_not_decrypt(self, make_secret: Callable) -> None:
         make_secret()
         row = SecretVersion.objects.get()
         blob = bytearray(row.value_ciphertext)
@@ -269,14 +272,21 @@ class TestAccessLog:
             ({"name": "missing"}, AccessOutcome.NOT_FOUND, SecretNotFoundError),
             ({"name": "openai-key", "version": 9}, AccessOutcome.NOT_FOUND, SecretNotFoundError),
             ({"name": "scoped", "agent": "other"}, AccessOutcome.DENIED, SecretAccessDeniedError),
-            ({"name": "openai-key", "version": 1}, AccessOutcome.UNAVAILABLE,
-             SecretUnavailableError),
+            (
+                {"name": "openai-key", "version": 1},
+                AccessOutcome.UNAVAILABLE,
+                SecretUnavailableError,
+            ),
             ({"name": "gone"}, AccessOutcome.UNAVAILABLE, SecretUnavailableError),
             ({"name": "broken"}, AccessOutcome.DECRYPTION_FAILED, SecretDecryptionError),
         ],
     )
     def test_every_reveal_writes_exactly_one_access_event(
-        self, setup: dict[str, Any], alice: Any, call: dict[str, Any], outcome: str,
+        self,
+        setup: dict[str, Any],
+        alice: Any,
+        call: dict[str, Any],
+        outcome: str,
         error: type[Exception] | None,
     ) -> None:
         # given
@@ -302,7 +312,10 @@ class TestAccessLog:
         secret_reveal(name="scoped", purpose="run:1", actor=None, agent=setup["agent"])
         event = SecretAccessEvent.objects.get()
         assert (event.version, event.agent_slug, event.actor_label, event.actor) == (
-            1, "demo-assistant", "system", None
+            1,
+            "demo-assistant",
+            "system",
+            None,
         )
 
     def test_a_purpose_is_required(self, setup: dict[str, Any]) -> None:
@@ -396,8 +409,10 @@ class TestRewrap:
         self, make_secret: Callable, vault_keys: Any
     ) -> None:
         # given
-        good, broken, gone = make_secret(name="good"), make_secret(name="broken"), make_secret(
-            name="gone"
+        good, broken, gone = (
+            make_secret(name="good"),
+            make_secret(name="broken"),
+            make_secret(name="gone"),
         )
         secret_version_destroy(secret=gone, version=1)
         SecretVersion.objects.filter(secret=broken).update(wrapped_dek=b"\1" * 60)
@@ -408,4 +423,3 @@ class TestRewrap:
         assert report.rewrapped == 1 and report.remaining == 1
         assert report.failed == [("broken", 1, "authentication_failed")]
         assert SecretVersion.objects.get(secret=good).kek_id == "test-b"
-

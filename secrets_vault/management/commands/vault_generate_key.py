@@ -19,7 +19,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--id", dest="key_id", default="",
+            "--id",
+            dest="key_id",
+            default="",
             help="Key id (default: k<YYYYMMDD>-<4 hex>). 1-32 of [A-Za-z0-9_.-].",
         )
 
