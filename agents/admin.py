@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from agents.errors import ApiError
 from agents.lifecycle import is_terminal
-from agents.models import Agent, Provider, Run, RunEvent, Thread
+from agents.models import Agent, ModelCall, PriceOverride, Provider, Run, RunEvent, Thread
 
 # The live view renders at most this many stored events; the page's script fetches the
 # rest over the WebSocket (a 10,000-delta run stays a light page).
@@ -22,9 +22,57 @@ TIMELINE_MAX_EVENTS = 2000
 
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "base_url", "timeout_s", "max_retries"]
+    list_display = ["name", "kind", "base_url", "api_key", "timeout_s", "max_retries"]
     list_filter = ["kind"]
     search_fields = ["name"]
+    autocomplete_fields = ["api_key"]
+
+
+@admin.register(PriceOverride)
+class PriceOverrideAdmin(admin.ModelAdmin):
+    """Prices for models genai-prices does not know; an override wins over the table."""
+
+    list_display = [
+        "model_name",
+        "provider",
+        "input_per_mtok_usd",
+        "output_per_mtok_usd",
+        "cached_input_per_mtok_usd",
+        "updated_at",
+    ]
+    list_filter = ["provider"]
+    search_fields = ["model_name"]
+
+
+@admin.register(ModelCall)
+class ModelCallAdmin(admin.ModelAdmin):
+    """The cost ledger, read-only: one row per model request."""
+
+    list_display = [
+        "created_at",
+        "agent",
+        "model",
+        "input_tokens",
+        "output_tokens",
+        "cached_tokens",
+        "cost_usd",
+        "price_source",
+        "usage_estimated",
+        "latency_ms",
+        "run",
+    ]
+    list_filter = ["agent", "model", "price_source", "usage_estimated"]
+    date_hierarchy = "created_at"
+    list_select_related = ["agent", "run"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Agent)
@@ -37,8 +85,18 @@ class AgentAdmin(admin.ModelAdmin):
         (None, {"fields": ["slug", "name", "description", "is_active", "version"]}),
         (
             "Model",
-            {"fields": ["provider", "model_name", "instructions", "tools", "model_settings"]},
+            {
+                "fields": [
+                    "provider",
+                    "model_name",
+                    "instructions",
+                    "tools",
+                    "tool_config",
+                    "model_settings",
+                ]
+            },
         ),
+        ("Guardrails", {"fields": ["moderation_policy"]}),
         (
             "Limits and budget",
             {
