@@ -82,7 +82,12 @@ def claim(run_id: uuid.UUID) -> tuple[Run, int] | None:
         )
     if event is None:
         return None
-    return Run.objects.select_related("agent").get(pk=run_id), event.seq
+    if run_id != run.pk:  # the concurrency limit started an older run instead
+        run = Run.objects.select_related("agent").get(pk=run_id)
+    else:  # what the UPDATE just wrote; no need to read the row again
+        run.status, run.started_at, run.heartbeat_at = RunStatus.RUNNING, now, now
+        run.attempt += 1
+    return run, event.seq
 
 
 def prepare(run: Run) -> Prepared:
@@ -200,7 +205,8 @@ def finish(
     A cancel requested while the run was finishing wins: the run ends ``cancelled``.
     """
     seq = emitter.take_seq()
-    fields = {**fields, **_with_children(run, fields)}
+    if "delegate" in run.config.get("tools", []):
+        fields = {**fields, **_with_children(run, fields)}
     with transaction.atomic():
         ModelCall.objects.bulk_create(calls)
         event = run_transition(run_id=run.id, to=status, event_data=data, seq=seq, **fields)
@@ -214,11 +220,11 @@ def finish(
     return status
 
 
-def start_next_queued(agent_id: int) -> None:
+def start_next_queued(agent: Agent) -> None:
     """After a run of a concurrency-limited agent ends, start its oldest queued run."""
-    agent = Agent.objects.filter(pk=agent_id).only("max_concurrent_runs").first()
-    if agent is None or not agent.max_concurrent_runs:
+    if not agent.max_concurrent_runs:
         return
+    agent_id = agent.pk
     from agents.runtime.executors import enqueue_run
 
     queued = Run.objects.filter(agent_id=agent_id, status=RunStatus.QUEUED).order_by("created_at")

@@ -317,7 +317,7 @@ async def execute_run(run_id: uuid.UUID | str) -> str | None:
     metrics.runs_finished.labels(agent=run.agent.slug, status=status).inc()
     metrics.run_duration.labels(agent=run.agent.slug).observe(time.monotonic() - started)
     log.info("run_finished", run_id=str(run.id), status=status, events=emitter.next_seq - 1)
-    await in_db_thread(claims.start_next_queued)(run.agent_id)
+    await in_db_thread(claims.start_next_queued)(run.agent)
     return status
 
 
