@@ -132,7 +132,8 @@ def wait_ready(stack: Stack, timeout: float = 60) -> None:
     raise RuntimeError(f"stack not ready: {last!r}\n{stack.tail_logs()}")
 
 
-def boot(env: dict[str, str], tmp: Path, *, celery: bool, concurrency: int = 4) -> Stack:
+def seeded_stack(env: dict[str, str]) -> tuple[Stack, int]:
+    """A migrated, seeded database and the Stack that will serve it on a free port."""
     port = free_port()
     stack = Stack(
         base_url=f"http://127.0.0.1:{port}",
@@ -145,44 +146,50 @@ def boot(env: dict[str, str], tmp: Path, *, celery: bool, concurrency: int = 4) 
     seeded = stack.manage("seed_demo").stdout.strip().splitlines()
     stack.token = seeded[-1]
     assert re.fullmatch(r"sy_[0-9a-f]{64}", stack.token), seeded
-    stack.start(
+    return stack, port
+
+
+def daphne_args(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
         "daphne",
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "config.asgi:application",
-        ],
-        tmp,
-    )
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "config.asgi:application",
+    ]
+
+
+def worker_args(*, concurrency: int, queue: str | None = None, name: str = "worker") -> list[str]:
+    args = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "-l",
+        "info",
+        "--pool",
+        "threads",
+        "--concurrency",
+        str(concurrency),
+        "-n",
+        f"{name}@%h",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    return args + (["-Q", queue] if queue else [])
+
+
+def boot(env: dict[str, str], tmp: Path, *, celery: bool, concurrency: int = 4) -> Stack:
+    stack, port = seeded_stack(env)
+    stack.start("daphne", daphne_args(port), tmp)
     if celery:
-        stack.start(
-            "celery",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "-l",
-                "info",
-                "--pool",
-                "threads",
-                "--concurrency",
-                str(concurrency),
-                "-Q",
-                env["CELERY_QUEUE"],
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            tmp,
-        )
+        queue = env.get("CELERY_QUEUE")
+        stack.start("celery", worker_args(concurrency=concurrency, queue=queue), tmp)
     try:
         wait_ready(stack)
     except Exception:

@@ -28,8 +28,11 @@ from tests.e2e.conftest import (
     Stack,
     _pg_available,
     base_env,
+    daphne_args,
     free_port,
+    seeded_stack,
     wait_ready,
+    worker_args,
 )
 from tests.e2e.wsclient import read_stream
 
@@ -107,30 +110,8 @@ def fault_stack(tmp_path: Path) -> Iterator[tuple[Stack, RedisServer]]:
         REAPER_INTERVAL_S="1",
         RUN_MAX_ATTEMPTS="3",
     )
-    port = free_port()
-    stack = Stack(
-        base_url=f"http://127.0.0.1:{port}",
-        ws_url=f"ws://127.0.0.1:{port}",
-        token="",
-        env=env,
-        admin_password=env["ADMIN_PASSWORD"],
-    )
-    stack.manage("migrate", "--noinput", "-v0")
-    stack.token = stack.manage("seed_demo").stdout.strip().splitlines()[-1]
-    stack.start(
-        "daphne",
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "config.asgi:application",
-        ],
-        tmp_path,
-    )
+    stack, port = seeded_stack(env)
+    stack.start("daphne", daphne_args(port), tmp_path)
     start_worker(stack, tmp_path, "worker1")
     stack.start(
         "beat",
@@ -162,26 +143,7 @@ def start_worker(stack: Stack, tmp: Path, name: str) -> subprocess.Popen[bytes]:
     """A worker under a restart loop, as systemd or `make run` runs it in production:
     Celery 5.7's worker can exit on a broker connection loss (kombu's Redis transport fails
     to ack a finished task), and a supervisor brings it back."""
-    worker = " ".join(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-l",
-            "info",
-            "--pool",
-            "threads",
-            "--concurrency",
-            "4",
-            "-n",
-            f"{name}@%h",
-            "--without-gossip",
-            "--without-mingle",
-        ]
-    )
+    worker = " ".join(worker_args(concurrency=4, name=name))
     return stack.start(name, ["bash", "-c", f"while :; do {worker}; sleep 1; done"], tmp)
 
 
