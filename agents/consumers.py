@@ -19,6 +19,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from agents import shutdown
 from agents.errors import ApiError
 from agents.selectors import run_for_user
 from agents.streaming import Frame, RunStream, TooSlow
@@ -85,6 +86,7 @@ class RunStreamConsumer(AsyncWebsocketConsumer):
             return
         metrics.ws_connections.inc()
         self.counted = True
+        shutdown.track(self)
         self.sender = asyncio.get_running_loop().create_task(self._send_stream())
 
     async def _authorize(self) -> int | None:

@@ -16,8 +16,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.sessions import SessionMiddlewareStack  # noqa: E402
 
 from agents.auth import WebSocketAuthMiddleware  # noqa: E402
+from agents.consumers import CLOSE_GOING_AWAY  # noqa: E402
 from agents.routing import websocket_urlpatterns  # noqa: E402
 from agents.runtime.executors import remember_server_loop  # noqa: E402
+from agents.shutdown import install as install_shutdown  # noqa: E402
 from agents.transport import StreamTransportMiddleware  # noqa: E402
 
 # Outermost, so it still sees daphne's own ``send`` (see agents/transport.py).
@@ -35,5 +37,8 @@ router = StreamTransportMiddleware(
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
     # The in-process executor starts runs on the server's own loop (see executors.py).
-    remember_server_loop(asyncio.get_running_loop(), reaper=True)
+    loop = asyncio.get_running_loop()
+    remember_server_loop(loop, reaper=True)
+    # Stream clients get "going away" (4503) when the server stops (agents/shutdown.py).
+    install_shutdown(loop, CLOSE_GOING_AWAY)
     await router(scope, receive, send)
