@@ -17,7 +17,6 @@ Writes ``var/bench/runs.json``.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import statistics
@@ -33,6 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
+
+from tests.perf.stacks import production_env  # noqa: E402
 
 PG_ADMIN = os.environ.get("E2E_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -238,21 +239,7 @@ def main() -> dict[str, Any]:
         conn.execute(f'CREATE DATABASE "{db}"')
     dsn = PG_ADMIN.rsplit("/", 1)[0] + f"/{db}"
     prefix = f"bench{uuid.uuid4().hex[:6]}"
-    # Production settings (DEBUG off: no query log, no debug cursors), over plain HTTP.
-    production = {
-        "DEBUG": "false",
-        "SECRET_KEY": uuid.uuid4().hex * 2,
-        "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
-        "SECURE_SSL_REDIRECT": "false",
-        "VAULT_KEYS": "bench:" + base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        "VAULT_ACTIVE_KEY_ID": "bench",
-        "DATABASE_URL": dsn,
-        "REDIS_URL": REDIS_URL,
-        "DEMO_MODEL_DELAY_MS": "0",
-        "CHANNEL_PREFIX": prefix,
-        "CELERY_QUEUE": prefix,
-        "LOG_LEVEL": "WARNING",
-    }
+    production = production_env(database_url=dsn, redis_url=REDIS_URL, prefix=prefix)
     # This process also runs Django (for the query count): configure it like the stack.
     os.environ.update(
         DJANGO_SETTINGS_MODULE="config.settings", VAR_DIR=str(tmp / "var"), **production

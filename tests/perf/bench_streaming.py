@@ -40,6 +40,7 @@ from websockets.exceptions import ConnectionClosed  # noqa: E402
 
 from tests.e2e.conftest import PG_ADMIN_DSN, Stack, base_env, boot  # noqa: E402
 from tests.e2e.streams import SyntheticRun, rss_kib  # noqa: E402
+from tests.perf.stacks import production_env  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -220,14 +221,13 @@ def main() -> None:
         conn.execute(f'CREATE DATABASE "{db_name}"')
     env = base_env(tmp)
     env.update(
-        DATABASE_URL=PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{db_name}",
-        REDIS_URL=redis_url,
-        CHANNEL_PREFIX=f"bench{uuid.uuid4().hex[:6]}",
-        DEMO_MODEL_DELAY_MS="0",
+        production_env(
+            database_url=PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{db_name}",
+            redis_url=redis_url,
+            prefix=f"bench{uuid.uuid4().hex[:6]}",
+        ),
         WS_PING_INTERVAL_S="20",
-        LOG_LEVEL="WARNING",
     )
-    env["CELERY_QUEUE"] = env["CHANNEL_PREFIX"]
     stack = boot(env, tmp, celery=True)
     try:
         results = asyncio.run(scenarios(stack))
