@@ -189,12 +189,28 @@ async def bare_pydantic_ai(runs: int, concurrency: int) -> dict:
     return {"concurrency": concurrency, "runs": runs, "runs_per_s": round(runs / elapsed, 1)}
 
 
+class QueryCounter:
+    """Counts the queries of every database connection of this process, whichever thread
+    opens it (the executor's steps run on a thread pool)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        self.count += 1
+        return execute(sql, params, many, context)
+
+    def install(self, sender: Any, connection: Any, **kwargs: Any) -> None:
+        if self not in connection.execute_wrappers:
+            connection.execute_wrappers.append(self)
+
+
 def queries_per_run() -> dict[str, int]:
     """Queries of one run's whole path (API create + execution), counted by Django."""
     from asgiref.sync import async_to_sync
     from django.contrib.auth import get_user_model
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
+    from django.db import connections
+    from django.db.backends.signals import connection_created
     from rest_framework.test import APIClient
 
     from agents.runtime import execute_run
@@ -203,33 +219,19 @@ def queries_per_run() -> dict[str, int]:
     user = get_user_model().objects.get(username="admin")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token_create(user=user)}")
-    with CaptureQueriesContext(connection) as create_q:
+    counter = QueryCounter()
+    connections.close_all()
+    connection_created.connect(counter.install)
+    try:
         response = client.post(
             "/api/v1/agents/demo-assistant/runs/", {"input": INPUT}, format="json"
         )
-    # The stack is stopped by now, so the queued task is never consumed: execute it here.
-    run_id = response.json()["id"]
-    from django.db import connections
-
-    connections.close_all()
-    # The executor's queries run in asgiref's worker thread: count them there.
-    counted: list[int] = []
-
-    async def execute() -> None:
-        from asgiref.sync import sync_to_async
-
-        def start_capture() -> Any:
-            ctx = CaptureQueriesContext(connection)
-            ctx.__enter__()
-            return ctx
-
-        ctx = await sync_to_async(start_capture)()
-        await execute_run(run_id)
-        await sync_to_async(ctx.__exit__)(None, None, None)
-        counted.append(len(ctx.captured_queries))
-
-    async_to_sync(execute)()
-    return {"create": len(create_q.captured_queries), "execute": counted[0]}
+        created = counter.count
+        # The stack is stopped by now, so the queued task is never consumed: run it here.
+        async_to_sync(execute_run)(response.json()["id"])
+    finally:
+        connection_created.disconnect(counter.install)
+    return {"create": created, "execute": counter.count - created}
 
 
 def main() -> dict[str, Any]:
