@@ -177,6 +177,46 @@ class RunAdmin(admin.ModelAdmin):
     actions = ["cancel_runs"]
     change_form_template = "admin/agents/run/live.html"
 
+    # The timeline comes first on the page; the rest is reference, most of it folded.
+    fieldsets = [
+        (None, {"fields": ["agent", "owner", "status", "input", "output"]}),
+        (
+            "Outcome",
+            {"fields": ["error_code", "error_message", "created_at", "started_at", "finished_at"]},
+        ),
+        (
+            "Usage",
+            {
+                "fields": [
+                    "requests",
+                    "input_tokens",
+                    "output_tokens",
+                    "tool_calls",
+                    "cost_usd",
+                    "usage_estimated",
+                ]
+            },
+        ),
+        (
+            "Details",
+            {
+                "classes": ["collapse"],
+                "fields": [
+                    "id",
+                    "thread",
+                    "parent",
+                    "depth",
+                    "attempt",
+                    "limits",
+                    "config",
+                    "idempotency_key",
+                    "heartbeat_at",
+                    "cancel_requested_at",
+                ],
+            },
+        ),
+    ]
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [f.name for f in Run._meta.fields]
 
