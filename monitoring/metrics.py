@@ -17,9 +17,19 @@ run_duration = Histogram(
     ["agent"],
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
 )
+run_queue_wait = Histogram(
+    "switchyard_run_queue_wait_seconds",
+    "Time from creation to start (waiting for a worker or a concurrency slot)",
+    ["agent"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
 tokens = Counter("switchyard_tokens_total", "Model tokens", ["agent", "direction"])
+cost_usd = Counter("switchyard_cost_usd_total", "Model cost in USD, from the ledger", ["agent"])
+model_calls = Counter(
+    "switchyard_model_calls_total", "Model requests, by price source", ["agent", "price_source"]
+)
 tool_calls = Counter("switchyard_tool_calls_total", "Tool calls", ["tool", "outcome"])
-events_emitted = Counter("switchyard_run_events_total", "Run events stored", ["type"])
+events_emitted = Counter("switchyard_run_events_total", "Run events stored")
 ws_connections = Gauge("switchyard_websocket_connections", "Open run-stream WebSockets")
 events_sent = Counter(
     "switchyard_stream_events_sent_total", "Events sent to stream clients", ["transport"]

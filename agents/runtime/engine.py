@@ -314,8 +314,7 @@ async def execute_run(run_id: uuid.UUID | str) -> str | None:
     status = await in_db_thread(claims.finish)(
         run, status=status, data=data, fields=fields, calls=calls, emitter=emitter
     )
-    metrics.runs_finished.labels(agent=run.agent.slug, status=status).inc()
-    metrics.run_duration.labels(agent=run.agent.slug).observe(time.monotonic() - started)
+    record_metrics(run, status, execution, time.monotonic() - started)
     log.info("run_finished", run_id=str(run.id), status=status, events=emitter.next_seq - 1)
     await in_db_thread(claims.start_next_queued)(run.agent)
     return status
@@ -342,3 +341,22 @@ def _crash_outcome(exc: Exception) -> Outcome:
         code, message = exc.code, str(exc)
     data = {"error": {"code": code, "message": message}}
     return RunStatus.FAILED, data, {"error_code": code, "error_message": message}
+
+
+def record_metrics(
+    run: Run, status: str, execution: RunExecution | None, duration_s: float
+) -> None:
+    agent = run.agent.slug
+    metrics.runs_finished.labels(agent=agent, status=status).inc()
+    metrics.run_duration.labels(agent=agent).observe(duration_s)
+    if run.started_at is not None:
+        wait = (run.started_at - run.created_at).total_seconds()
+        metrics.run_queue_wait.labels(agent=agent).observe(max(wait, 0.0))
+    if execution is None:
+        return
+    ledger = execution.ledger
+    metrics.tokens.labels(agent=agent, direction="input").inc(ledger.input_tokens)
+    metrics.tokens.labels(agent=agent, direction="output").inc(ledger.output_tokens)
+    metrics.cost_usd.labels(agent=agent).inc(float(ledger.cost))
+    for call in ledger.calls:
+        metrics.model_calls.labels(agent=agent, price_source=call.price_source).inc()

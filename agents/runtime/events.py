@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from agents.models import RunEvent, run_group_name
 from agents.runtime.db import in_db_thread
+from monitoring import metrics
 
 Envelope = dict[str, Any]
 _log = structlog.get_logger(__name__)
@@ -128,6 +129,7 @@ class EventEmitter:
                 return
             batch, self._pending = self._pending, []
             await in_db_thread(_store)(batch)
+            metrics.events_emitted.inc(len(batch))
             try:
                 await publish(self.run_id, [envelope_of(e) for e in batch])
             except Exception:  # noqa: BLE001 - the events are stored; see below
