@@ -12,6 +12,7 @@ from django.db import close_old_connections, connection, connections, transactio
 from secrets_vault.errors import VersionConflictError
 from secrets_vault.models import Secret, SecretVersion
 from secrets_vault.services import secret_create, secret_reveal, secret_rotate, vault_rewrap
+from tests.conftest import require_service
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -20,8 +21,8 @@ WRITERS = 8
 
 @pytest.fixture(autouse=True)
 def _postgres_only(db: None) -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("row locking needs PostgreSQL (set DATABASE_URL)")
+    # Skips outside CI with a message; fails under CI=true, where PostgreSQL must be there.
+    require_service("PostgreSQL (row locking; set DATABASE_URL)", connection.vendor == "postgresql")
 
 
 def in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
