@@ -471,16 +471,14 @@ async def areveal_once(
     agent: Any = None,
     version: int | None = None,
 ) -> SecretValue:
-    """``reveal_once`` for the async runtime (the database work runs in a thread)."""
-    key = _cache_key(name, agent, version)
-    cached = cache.get(key)
+    """``reveal_once`` for the async runtime: a cached value comes back without a thread
+    hop; otherwise the reveal (and its database work) runs in a thread."""
+    cached = cache.get(_cache_key(name, agent, version))
     if cached is not None:
         return cached
-    value = await sync_to_async(secret_reveal)(
-        name=name, purpose=purpose, actor=actor, agent=agent, version=version
+    return await sync_to_async(reveal_once)(
+        cache, name=name, purpose=purpose, actor=actor, agent=agent, version=version
     )
-    cache.put(key, value)
-    return value
 
 
 @dataclass
