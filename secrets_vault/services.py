@@ -206,31 +206,27 @@ def _locked_version(secret: Secret, version: int) -> tuple[Secret, SecretVersion
 
 def secret_version_disable(*, secret: Secret, version: int, actor: Actor = None) -> SecretVersion:
     """Make a version unusable (reversible with ``secret_version_enable``)."""
-    with transaction.atomic():
-        locked, row = _locked_version(secret, version)
-        if row.state == VersionState.DESTROYED:
-            raise SecretUnavailableError(name=locked.name, version=version, state=row.state)
-        if row.state == VersionState.ACTIVE:
-            row.state, row.disabled_at = VersionState.DISABLED, timezone.now()
-            row.save(update_fields=["state", "disabled_at"])
-    log.info(
-        "secret_version_disabled", secret=locked.name, version=version, actor=_actor_label(actor)
-    )
-    return row
+    return _switch_version(secret, version, to=VersionState.DISABLED, actor=actor)
 
 
 def secret_version_enable(*, secret: Secret, version: int, actor: Actor = None) -> SecretVersion:
     """Make a disabled version usable again; a destroyed one cannot come back."""
+    return _switch_version(secret, version, to=VersionState.ACTIVE, actor=actor)
+
+
+def _switch_version(secret: Secret, version: int, *, to: str, actor: Actor) -> SecretVersion:
+    """Between active and disabled, under the row lock; idempotent; destroyed is final."""
+    source = VersionState.ACTIVE if to == VersionState.DISABLED else VersionState.DISABLED
     with transaction.atomic():
         locked, row = _locked_version(secret, version)
         if row.state == VersionState.DESTROYED:
             raise SecretUnavailableError(name=locked.name, version=version, state=row.state)
-        if row.state == VersionState.DISABLED:
-            row.state, row.disabled_at = VersionState.ACTIVE, None
+        if row.state == source:
+            row.state = to
+            row.disabled_at = timezone.now() if to == VersionState.DISABLED else None
             row.save(update_fields=["state", "disabled_at"])
-    log.info(
-        "secret_version_enabled", secret=locked.name, version=version, actor=_actor_label(actor)
-    )
+    event = "secret_version_disabled" if to == VersionState.DISABLED else "secret_version_enabled"
+    log.info(event, secret=locked.name, version=version, actor=_actor_label(actor))
     return row
 
 
