@@ -12,7 +12,9 @@ from channels.middleware import BaseMiddleware
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http.request import validate_host
+from django.utils import timezone
 from knox.auth import TokenAuthentication
+from knox.signals import token_expired
 from rest_framework import exceptions
 
 
@@ -22,6 +24,20 @@ class BearerTokenAuthentication(TokenAuthentication):
     knox also takes its header prefix from ``authenticate_header``, so that stays "Bearer"
     (settings.REST_KNOX["AUTH_HEADER_PREFIX"]).
     """
+
+    def _cleanup_token(self, auth_token: Any) -> bool:
+        """Whether the presented token has expired (it is deleted then).
+
+        knox also loads every other token of the user on each request to delete the
+        expired ones: a query, and work growing with the user's token count, on every
+        API call. That sweep runs periodically instead (``tokens_purge_expired``).
+        """
+        if auth_token.expiry is None or auth_token.expiry >= timezone.now():
+            return False
+        username = auth_token.user.get_username()
+        auth_token.delete()
+        token_expired.send(sender=self.__class__, username=username, source="auth_token")
+        return True
 
 
 @database_sync_to_async

@@ -201,10 +201,10 @@ def run_create(
                 depth=(parent.depth + 1) if parent else 0,
                 idempotency_key=idempotency_key or None,
             )
-            event = RunEvent.objects.create(
+            RunEvent.objects.create(
                 run=run, seq=1, type="run.queued", data={}, created_at=run.created_at
             )
-            transaction.on_commit(lambda: _after_create(run, event, enqueue=enqueue))
+            transaction.on_commit(lambda: _after_create(run, enqueue=enqueue))
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -213,11 +213,12 @@ def run_create(
     return run, True
 
 
-def _after_create(run: Run, event: RunEvent, *, enqueue: bool) -> None:
+def _after_create(run: Run, *, enqueue: bool) -> None:
+    """``run.queued`` is stored but not published: the run's id is new (uuid4), so
+    nobody can be subscribed to its stream yet; a subscriber reads it from the log."""
     from agents.runtime.executors import enqueue_run
 
     metrics.runs_created.labels(agent=run.agent.slug).inc()
-    publish_sync(run.id, [envelope_of(event)])
     if enqueue:  # a delegated child run is executed by its parent, inline
         enqueue_run(run.id)
 
@@ -297,6 +298,14 @@ def api_token_create(*, user: AbstractBaseUser) -> str:
 
     _, token = AuthToken.objects.create(user=user, expiry=None)
     return token
+
+
+def tokens_purge_expired() -> int:
+    """Delete expired API tokens (knox's per-request sweep, done periodically instead)."""
+    from knox.models import AuthToken
+
+    deleted, _ = AuthToken.objects.filter(expiry__lt=timezone.now()).delete()
+    return deleted
 
 
 def thread_create(*, agent: Agent, owner: AbstractBaseUser, title: str = "") -> Thread:

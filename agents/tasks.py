@@ -13,6 +13,13 @@ def execute_run_task(run_id: str) -> str | None:
     return run_in_worker_loop(execute_run(run_id))
 
 
+@shared_task(name="agents.purge_expired_tokens", ignore_result=True)
+def purge_expired_tokens_task() -> int:
+    from agents.services import tokens_purge_expired
+
+    return tokens_purge_expired()
+
+
 @shared_task(name="agents.reap_runs", ignore_result=True)
 def reap_runs_task() -> dict[str, int]:
     from agents.services import runs_reap

@@ -187,6 +187,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "reap-runs": {"task": "agents.reap_runs", "schedule": float(REAPER_INTERVAL_S)},
+    "purge-expired-tokens": {"task": "agents.purge_expired_tokens", "schedule": 3600.0},
 }
 
 # --- Runs and the demo model ------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 import uuid
 from collections.abc import Coroutine
 from typing import Any
@@ -17,6 +18,7 @@ from django.conf import settings
 
 log = structlog.get_logger(__name__)
 
+TOKEN_PURGE_INTERVAL_S = 3600.0
 _server_loop: asyncio.AbstractEventLoop | None = None
 _inflight: set[asyncio.Task[Any]] = set()
 
@@ -42,11 +44,15 @@ _reaper_task: asyncio.Task[None] | None = None
 async def _reap_periodically() -> None:
     from asgiref.sync import sync_to_async
 
-    from agents.services import runs_reap
+    from agents.services import runs_reap, tokens_purge_expired
 
+    purged_at = 0.0
     while True:
         try:
             await sync_to_async(runs_reap)()
+            if time.monotonic() - purged_at >= TOKEN_PURGE_INTERVAL_S:  # as beat does
+                await sync_to_async(tokens_purge_expired)()
+                purged_at = time.monotonic()
         except Exception:
             log.exception("reaper_pass_failed")
         await asyncio.sleep(settings.REAPER_INTERVAL_S)

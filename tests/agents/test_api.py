@@ -153,3 +153,38 @@ def test_unknown_api_paths_are_json_404s(alice_api: APIClient) -> None:
 def test_the_openapi_schema_is_served(alice_api: APIClient) -> None:
     response = alice_api.get("/api/schema/", HTTP_ACCEPT="application/json")
     assert response.status_code == 200
+
+
+def test_an_api_call_reads_only_the_presented_token(
+    alice: Any, django_assert_num_queries: Any
+) -> None:
+    """knox would load every token of the user on each call; ours looks at one row."""
+    from agents.auth import BearerTokenAuthentication
+    from agents.services import api_token_create
+
+    tokens = [api_token_create(user=alice) for _ in range(5)]
+    with django_assert_num_queries(1):
+        user, _ = BearerTokenAuthentication().authenticate_credentials(tokens[2].encode())
+    assert user == alice
+
+
+def test_expired_tokens_are_refused_and_purged(alice: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from knox.models import AuthToken
+
+    from agents.services import api_token_create, tokens_purge_expired
+
+    expired, kept = api_token_create(user=alice), api_token_create(user=alice)
+    other_expired = api_token_create(user=alice)
+    AuthToken.objects.filter(token_key__in=[expired[:15], other_expired[:15]]).update(
+        expiry=timezone.now() - timedelta(minutes=1)
+    )
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {expired}")
+    assert_error(client.get("/api/v1/runs/"), 401, "authentication_failed")
+    assert AuthToken.objects.filter(user=alice).count() == 2  # the presented one is gone
+    assert tokens_purge_expired() == 1  # the periodic sweep takes the other
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {kept}")
+    assert client.get("/api/v1/runs/").status_code == 200
