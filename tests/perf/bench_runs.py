@@ -151,6 +151,42 @@ async def drive(base_url: str, token: str, dsn: str, runs: int, concurrency: int
     }
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU time (user + system) used so far by each part of the stack, summed per part."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parts: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        used = (int(fields[11]) + int(fields[12])) / tick
+        if int(entry.name) == os.getpid():
+            part = "bench client"
+        elif "daphne" in cmd:
+            part = "daphne"
+        elif "celery" in cmd:
+            part = "celery workers"
+        elif cmd.startswith("postgres") or "postgres:" in cmd:
+            part = "postgresql"
+        elif "redis-server" in cmd:
+            part = "redis"
+        else:
+            part = "other"
+        parts[part] = parts.get(part, 0.0) + used
+    return parts
+
+
+def cpu_ms_per_run(before: dict[str, float], after: dict[str, float], runs: int) -> dict:
+    return {
+        part: round(1000 * (after.get(part, 0.0) - before.get(part, 0.0)) / runs, 2)
+        for part in sorted(after)
+    }
+
+
 def commits(dsn_admin: str, db: str) -> int:
     with psycopg.connect(dsn_admin, autocommit=True) as conn:
         return conn.execute(
@@ -273,9 +309,10 @@ def main() -> dict[str, Any]:
         report["c1"] = asyncio.run(drive(stack.base_url, stack.token, dsn, 200, 1))
         report["commits_per_run"] = round((commits(PG_ADMIN, db) - before) / 200, 1)
         report["rss_after_220_runs_kb"] = rss_kb(worker.pid)
-        report["c20"] = asyncio.run(
-            drive(stack.base_url, stack.token, dsn, max(TOTAL_RUNS - 220, 200), 20)
-        )
+        c20_runs = max(TOTAL_RUNS - 220, 200)
+        cpu_before = cpu_seconds()
+        report["c20"] = asyncio.run(drive(stack.base_url, stack.token, dsn, c20_runs, 20))
+        report["cpu_ms_per_run_c20"] = cpu_ms_per_run(cpu_before, cpu_seconds(), c20_runs)
         report["rss_after_all_runs_kb"] = rss_kb(worker.pid)
         report["rss_growth_pct"] = round(
             100 * (report["rss_after_all_runs_kb"] / report["rss_after_220_runs_kb"] - 1), 1
@@ -312,6 +349,8 @@ def print_table(report: dict[str, Any]) -> None:
         r = report[key]
         print(f"{'bare pydantic-ai c' + str(r['concurrency']):24}{r['runs_per_s']:>10}")
     print(f"overhead ratio at c20: {report['overhead_ratio_c20']}x")
+    cpu = report["cpu_ms_per_run_c20"]
+    print("CPU ms per run at c20: " + ", ".join(f"{k} {v}" for k, v in cpu.items()))
     print(f"commits/run: {report['commits_per_run']}, queries/run: {report['queries_per_run']}")
     print(
         f"worker RSS: {report['rss_after_220_runs_kb']} kB after 220 runs, "
