@@ -6,17 +6,18 @@ transaction boundary.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from django.db import close_old_connections, transaction
-from django.db.models import F
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
 from agents.lifecycle import RunStatus
-from agents.models import Agent, ModelCall, PriceOverride, Run
+from agents.models import Agent, ModelCall, PriceOverride, Run, RunEvent
 from agents.runtime.events import EventEmitter
 from agents.services import agent_month_spend, run_transition, thread_history
 
@@ -49,13 +50,23 @@ def _reveal_cache() -> Any:
     return RevealCache()
 
 
-def claim(run_id: uuid.UUID) -> tuple[Run, int] | None:
+def claim(run_id: uuid.UUID) -> tuple[Run, RunEvent] | None:
     """Move the run (or, under a concurrency limit, the agent's oldest queued run)
-    ``queued -> running``. Returns (run, seq of run.started), or None if nothing started."""
+    ``queued -> running``. Returns (run, its run.started event, stored but not published),
+    or None if nothing started."""
     close_old_connections()
-    run = Run.objects.select_related("agent").filter(pk=run_id).first()
+    last_seq = RunEvent.objects.filter(run_id=OuterRef("pk")).order_by("-seq").values("seq")
+    run = (
+        Run.objects.select_related("agent")
+        .annotate(last_seq=Subquery(last_seq[:1]))  # saves a MAX(seq) query below
+        .filter(pk=run_id)
+        .first()
+    )
     if run is None or run.status != RunStatus.QUEUED:
         return None
+    # Safe to number from this read: only a writer that wins the conditional UPDATE below
+    # appends, and no event is added to a queued run otherwise.
+    seq = (run.last_seq or 0) + 1
     limit = run.agent.max_concurrent_runs
     with transaction.atomic():
         if limit:
@@ -76,6 +87,8 @@ def claim(run_id: uuid.UUID) -> tuple[Run, int] | None:
         event = run_transition(
             run_id=run_id,
             to=RunStatus.RUNNING,
+            seq=seq if run_id == run.pk else None,
+            publish=False,  # the executor publishes it from its own event loop
             started_at=now,
             heartbeat_at=now,
             attempt=F("attempt") + 1,
@@ -87,7 +100,7 @@ def claim(run_id: uuid.UUID) -> tuple[Run, int] | None:
     else:  # what the UPDATE just wrote; no need to read the row again
         run.status, run.started_at, run.heartbeat_at = RunStatus.RUNNING, now, now
         run.attempt += 1
-    return run, event.seq
+    return run, event
 
 
 def prepare(run: Run) -> Prepared:
@@ -199,25 +212,29 @@ def finish(
     fields: dict[str, Any],
     calls: list[ModelCall],
     emitter: EventEmitter,
-) -> str:
-    """Store the ledger and move the run to its terminal status, in one transaction.
+    events: list[RunEvent],
+) -> tuple[str, list[RunEvent]]:
+    """Store the run's last events, its ledger and its terminal status in one transaction.
 
     A cancel requested while the run was finishing wins: the run ends ``cancelled``.
+    Returns the final status and the events stored here, for the caller to publish.
     """
     seq = emitter.take_seq()
     if "delegate" in run.config.get("tools", []):
         fields = {**fields, **_with_children(run, fields)}
     with transaction.atomic():
+        RunEvent.objects.bulk_create(events)
         ModelCall.objects.bulk_create(calls)
-        event = run_transition(run_id=run.id, to=status, event_data=data, seq=seq, **fields)
+        transition = functools.partial(run_transition, run_id=run.id, seq=seq, publish=False)
+        event = transition(to=status, event_data=data, **fields)
         if event is None and status != RunStatus.CANCELLED:
             status = RunStatus.CANCELLED
-            event = run_transition(run_id=run.id, to=status, seq=seq, **fields)
+            event = transition(to=status, **fields)
     if event is None:
         emitter.give_back_seq(seq)
         current = Run.objects.filter(pk=run.id).values_list("status", flat=True).first()
-        return current or status
-    return status
+        return current or status, events
+    return status, [*events, event]
 
 
 def start_next_queued(agent: Agent) -> None:

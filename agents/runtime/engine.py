@@ -31,7 +31,7 @@ from agents.lifecycle import RunStatus
 from agents.models import Run
 from agents.runtime import claims
 from agents.runtime.db import in_db_thread
-from agents.runtime.events import EventEmitter
+from agents.runtime.events import EventEmitter, envelope_of
 from agents.runtime.guard import Guard, RunBlocked
 from agents.runtime.ledger import BudgetExhausted, RunLedger, RunLimitExceeded
 from agents.runtime.providers import MeteredModel, build_model, error_code, error_message
@@ -296,9 +296,10 @@ async def execute_run(run_id: uuid.UUID | str) -> str | None:
     claimed = await in_db_thread(claims.claim)(uuid.UUID(str(run_id)))
     if claimed is None:
         return None
-    run, started_seq = claimed
+    run, started = claimed
     structlog.contextvars.bind_contextvars(run_id=str(run.id), agent=run.agent.slug)
-    emitter = EventEmitter(run.id, started_seq + 1)
+    emitter = EventEmitter(run.id, started.seq + 1)
+    emitter.announce(envelope_of(started))
     started = time.monotonic()
     try:
         prepared = await in_db_thread(claims.prepare)(run)
@@ -309,11 +310,19 @@ async def execute_run(run_id: uuid.UUID | str) -> str | None:
         log.exception("run_failed", run_id=str(run.id))
         status, data, fields = _crash_outcome(exc)
         execution = None
-    await emitter.flush()
+    # The last events, the ledger and the terminal status go in one transaction.
+    last_events = await emitter.take_pending()
     calls = execution.ledger.calls if execution else []
-    status = await in_db_thread(claims.finish)(
-        run, status=status, data=data, fields=fields, calls=calls, emitter=emitter
+    status, stored = await in_db_thread(claims.finish)(
+        run,
+        status=status,
+        data=data,
+        fields=fields,
+        calls=calls,
+        emitter=emitter,
+        events=last_events,
     )
+    await emitter.published_after_store(stored)
     record_metrics(run, status, execution, time.monotonic() - started)
     log.info("run_finished", run_id=str(run.id), status=status, events=emitter.next_seq - 1)
     await in_db_thread(claims.start_next_queued)(run.agent)

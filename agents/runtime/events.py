@@ -93,6 +93,9 @@ class EventEmitter:
         self.next_seq = next_seq
         self.window_s = (settings.EVENT_FLUSH_WINDOW_MS if window_ms is None else window_ms) / 1000
         self._pending: list[RunEvent] = []
+        # Stored by someone else (the claim's run.started) and not yet published: they go
+        # out with the next batch, in seq order, one layer message fewer per run.
+        self._unpublished: list[Envelope] = []
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
         self.emitted = 0
@@ -115,6 +118,15 @@ class EventEmitter:
             )
             self.next_seq += 1
             self.emitted += 1
+        self._schedule_flush()
+
+    def announce(self, envelope: Envelope) -> None:
+        """Publish an event that is already stored, with the next batch (within the
+        flush window)."""
+        self._unpublished.append(envelope)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if self._timer is None or self._timer.done():
             self._timer = asyncio.get_running_loop().create_task(self._flush_later())
 
@@ -125,19 +137,41 @@ class EventEmitter:
     async def flush(self) -> None:
         """Store every pending event, then publish them; order is kept by the lock."""
         async with self._lock:
-            if not self._pending:
-                return
+            if self._pending:
+                batch, self._pending = self._pending, []
+                await in_db_thread(_store)(batch)
+                metrics.events_emitted.inc(len(batch))
+                self._unpublished += [envelope_of(e) for e in batch]
+            await self._publish_stored()
+
+    async def take_pending(self) -> list[RunEvent]:
+        """Hand the events not yet stored to a writer that stores them in its own
+        transaction (the run's finish); it then calls ``published_after_store``."""
+        async with self._lock:
             batch, self._pending = self._pending, []
-            await in_db_thread(_store)(batch)
-            metrics.events_emitted.inc(len(batch))
-            try:
-                await publish(self.run_id, [envelope_of(e) for e in batch])
-            except Exception:  # noqa: BLE001 - the events are stored; see below
-                # The layer is only the doorbell: with Redis away a subscriber hears of
-                # these events with the next one that gets through, or when it polls the
-                # log. The run itself must go on.
-                self.publish_failures += 1
-                _log.warning("event_publish_failed", run_id=str(self.run_id), events=len(batch))
+            if self._timer is not None and not self._timer.done():
+                self._timer.cancel()
+            return batch
+
+    async def published_after_store(self, stored: list[RunEvent]) -> None:
+        """Publish events another writer has just stored, after everything before them."""
+        async with self._lock:
+            metrics.events_emitted.inc(len(stored))
+            self._unpublished += [envelope_of(e) for e in stored]
+            await self._publish_stored()
+
+    async def _publish_stored(self) -> None:
+        envelopes, self._unpublished = self._unpublished, []
+        if not envelopes:
+            return
+        try:
+            await publish(self.run_id, envelopes)
+        except Exception:  # noqa: BLE001 - the events are stored; see below
+            # The layer is only the doorbell: with Redis away a subscriber hears of these
+            # events with the next one that gets through, or when it polls the log. The
+            # run itself must go on.
+            self.publish_failures += 1
+            _log.warning("event_publish_failed", run_id=str(self.run_id), events=len(envelopes))
 
     def take_seq(self) -> int:
         """Hand the next seq to a writer that stores its own event (a status change)."""
