@@ -12,13 +12,14 @@ from prometheus_client import REGISTRY
 from agents.runtime import execute_run
 from agents.services import run_create
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
+@pytest.mark.asyncio
 async def test_a_finished_run_counts_in_runs_tokens_tool_calls_and_queue_wait(
     alice: Any, demo_agent: Any
 ) -> None:
