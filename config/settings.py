@@ -185,6 +185,9 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The worker's own Prometheus endpoint (monitoring/worker.py); 0 turns it off.
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
+WORKER_METRICS_ADDR = env.str("WORKER_METRICS_ADDR", default="127.0.0.1")
 CELERY_BEAT_SCHEDULE = {
     "reap-runs": {"task": "agents.reap_runs", "schedule": float(REAPER_INTERVAL_S)},
     "purge-expired-tokens": {"task": "agents.purge_expired_tokens", "schedule": 3600.0},

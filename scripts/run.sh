@@ -24,11 +24,13 @@ supervise() {
 }
 
 if [ -n "${REDIS_URL:-}" ]; then
-  supervise "$PY" -m celery -A config worker -l info --pool threads --concurrency 8 &
+  WORKER_METRICS_PORT=${WORKER_METRICS_PORT:-9808} \
+    supervise "$PY" -m celery -A config worker -l info --pool threads --concurrency 8 &
   pids+=($!)
   "$PY" -m celery -A config beat -l info -s "${VAR_DIR:-var}/celerybeat-schedule" &
   pids+=($!)
-  echo "Celery worker and beat started (REDIS_URL is set)."
+  echo "Celery worker and beat started (REDIS_URL is set); worker metrics on" \
+    "http://127.0.0.1:${WORKER_METRICS_PORT:-9808}/metrics"
 fi
 
 echo "Switchyard on http://$HOST:$PORT/  (admin: /admin/, API: /api/v1/, docs: /api/docs/)"

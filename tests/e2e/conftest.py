@@ -219,6 +219,7 @@ def distributed_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) 
     # Own channel prefix and queue: other stacks may share this Redis.
     env["CHANNEL_PREFIX"] = f"e2e{uuid.uuid4().hex[:6]}"
     env["CELERY_QUEUE"] = env["CHANNEL_PREFIX"]
+    env["WORKER_METRICS_PORT"] = str(free_port())
     stack = boot(env, tmp, celery=True)
     yield stack
     stack.stop()
