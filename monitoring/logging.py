@@ -58,6 +58,11 @@ def configure_logging(*, level: str = "INFO", fmt: str = "console") -> None:
                 "daphne": {"level": "WARNING"},
                 "httpx": {"level": "WARNING"},
                 "httpcore": {"level": "WARNING"},
+                # A run logs one line of ours (run_finished: run id, status, events);
+                # Celery's "received" and "succeeded" lines per task would triple that.
+                # Failures and retries are warnings or errors, and still show.
+                "celery.app.trace": {"level": "WARNING"},
+                "celery.worker.strategy": {"level": "WARNING"},
             },
         }
     )
