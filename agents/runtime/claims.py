@@ -13,7 +13,9 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import close_old_connections, transaction
-from django.db.models import F, OuterRef, Subquery
+from django.db.models import Exists, F, IntegerField, OuterRef, Q, Subquery
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from agents.lifecycle import RunStatus
@@ -58,7 +60,12 @@ def claim(run_id: uuid.UUID) -> tuple[Run, RunEvent] | None:
     last_seq = RunEvent.objects.filter(run_id=OuterRef("pk")).order_by("-seq").values("seq")
     run = (
         Run.objects.select_related("agent")
-        .annotate(last_seq=Subquery(last_seq[:1]))  # saves a MAX(seq) query below
+        .annotate(
+            last_seq=Subquery(last_seq[:1]),  # saves a MAX(seq) query below
+            config_provider_id=Cast(KT("config__provider__id"), IntegerField()),
+            config_model_name=KT("config__model_name"),
+        )
+        .annotate(has_price_override=Exists(_overrides_for_config()))  # most runs have none
         .filter(pk=run_id)
         .first()
     )
@@ -103,6 +110,14 @@ def claim(run_id: uuid.UUID) -> tuple[Run, RunEvent] | None:
     return run, event
 
 
+def _overrides_for_config() -> Any:
+    """PriceOverride rows that could apply to the outer run's model (see find_override)."""
+    return PriceOverride.objects.filter(
+        Q(provider_id=OuterRef("config_provider_id")) | Q(provider__isnull=True),
+        model_name=OuterRef("config_model_name"),
+    )
+
+
 def prepare(run: Run) -> Prepared:
     """What the run needs from the database before its first model call."""
     config = run.config
@@ -110,7 +125,8 @@ def prepare(run: Run) -> Prepared:
     prepared = Prepared(history=thread_history(run))
     from agents.runtime.ledger import find_override
 
-    prepared.price_override = find_override(provider.get("id"), config["model_name"])
+    if getattr(run, "has_price_override", True):  # the claim looked already
+        prepared.price_override = find_override(provider.get("id"), config["model_name"])
     budget = run.agent.monthly_budget_usd
     if budget is not None:
         prepared.budget_left_usd = budget - agent_month_spend(run.agent_id)

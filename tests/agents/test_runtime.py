@@ -141,6 +141,33 @@ async def test_a_price_override_takes_precedence(
     assert (call.price_source, call.cost_usd) == ("override", Decimal("2"))
 
 
+async def test_the_provider_s_own_override_wins_and_another_provider_s_never_applies(
+    fake_provider: FakeProviderServer, alice: Any
+) -> None:
+    agent = await sync_to_async(make_agent)(fake_provider, model_name="my-llama")
+    other = await Provider.objects.acreate(name="other", kind="openai", base_url="http://x/")
+    prices = {"input_per_mtok_usd": Decimal("100"), "output_per_mtok_usd": Decimal("100")}
+    await PriceOverride.objects.acreate(provider=other, model_name="my-llama", **prices)
+    fake_provider.script(Scenario(text="Hi", usage=(1_000_000, 500_000)))
+    run = await run_to_end(agent, alice)  # only another provider's override: not priced
+    call = await ModelCall.objects.aget(run=run)
+    assert (call.price_source, call.cost_usd) == ("unknown", Decimal(0))
+
+    await PriceOverride.objects.acreate(
+        model_name="my-llama", input_per_mtok_usd=Decimal("1"), output_per_mtok_usd=Decimal("2")
+    )
+    await PriceOverride.objects.acreate(
+        provider_id=agent.provider_id,
+        model_name="my-llama",
+        input_per_mtok_usd=Decimal("3"),
+        output_per_mtok_usd=Decimal("4"),
+    )
+    fake_provider.script(Scenario(text="Hi", usage=(1_000_000, 500_000)))
+    run = await run_to_end(agent, alice)
+    call = await ModelCall.objects.aget(run=run)
+    assert (call.price_source, call.cost_usd) == ("override", Decimal("5"))  # 3 + 4 / 2
+
+
 async def test_an_unknown_model_costs_nothing_and_says_so(
     fake_provider: FakeProviderServer, alice: Any
 ) -> None:
