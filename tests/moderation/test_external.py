@@ -7,11 +7,12 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
 from moderation.engine import Policy, RuleSpec
+from tests.fakes.quiet_http import QuietHandler
 
 from . import samples
 from .samples import ALL_STAGES
@@ -19,7 +20,7 @@ from .samples import ALL_STAGES
 REQUESTS: list[dict] = []
 
 
-class ModerationHandler(BaseHTTPRequestHandler):
+class ModerationHandler(QuietHandler):
     """Speaks POST /<scenario>/moderations like the OpenAI moderation endpoint."""
 
     def do_POST(self) -> None:
@@ -56,9 +57,6 @@ class ModerationHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass  # keep test output quiet
 
 
 @pytest.fixture(scope="module")

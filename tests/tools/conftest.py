@@ -10,11 +10,13 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+from tests.fakes.quiet_http import QuietHandler
 
 # Compresses 20 MB of zeros to about 20 KB: a small response that would be huge decoded.
 GZIP_BOMB = gzip.compress(b"\0" * 20_000_000)
@@ -38,11 +40,8 @@ class LocalServer:
         return f"http://{host}:{self.port}{path}"
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(QuietHandler):
     server: Any
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (stdlib name)
-        pass  # keep test output quiet
 
     def do_GET(self) -> None:
         self._handle()

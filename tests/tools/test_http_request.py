@@ -722,25 +722,25 @@ def test_the_tool_time_limit_is_above_the_largest_request_deadline() -> None:
 async def test_an_ipv6_literal_host_is_pinned_and_reached_when_escaped(settings: Any) -> None:
     import socket
     import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import ThreadingHTTPServer
+
+    from tests.conftest import require_service
+    from tests.fakes.quiet_http import QuietHandler
 
     class Server(ThreadingHTTPServer):
         address_family = socket.AF_INET6
 
-    class Ok(BaseHTTPRequestHandler):
+    class Ok(QuietHandler):
         def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"ok")
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass
-
     try:
         httpd = Server(("::1", 0), Ok)
     except OSError:
-        pytest.skip("no IPv6 loopback here")
+        require_service("An IPv6 loopback (::1)", False)  # CI machines have one
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     settings.HTTP_TOOL_ALLOW_PRIVATE_NETWORKS = ["::1/128"]
     try:

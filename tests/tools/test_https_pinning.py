@@ -9,7 +9,7 @@ import ipaddress
 import ssl
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 
 from agents.tools import utils as tool_utils
 from agents.tools.utils import RequestFailed, RequestRefused, safe_request
+from tests.fakes.quiet_http import QuietHandler
 
 HOST = "api.example.test"
 
@@ -49,10 +50,7 @@ def _certificate(
     return builder.sign(signer, hashes.SHA256())
 
 
-class Handler(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (stdlib name)
-        pass
-
+class Handler(QuietHandler):
     def do_GET(self) -> None:
         if self.path == "/downgrade":
             self.send_response(302)
