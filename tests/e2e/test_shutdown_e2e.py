@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -31,14 +32,12 @@ def test_a_shutting_down_server_closes_streams_with_going_away(tmp_path: Path) -
             headers = {"Authorization": f"Bearer {stack.token}"}
             seen = 0
             async with asyncio.timeout(20), connect(url, additional_headers=headers) as ws:
-                try:
+                with contextlib.suppress(ConnectionClosed):
                     async for raw in ws:
                         if "seq" in json.loads(raw):
                             seen += 1
                         if seen == 5:
                             os.killpg(daphne.pid, signal.SIGTERM)
-                except ConnectionClosed:
-                    pass
                 return ws.close_code, seen
 
         code, seen = asyncio.run(watch())

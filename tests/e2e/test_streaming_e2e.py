@@ -8,6 +8,7 @@ layer; embedded: in-process executor + SQLite + in-memory layer).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -325,13 +326,11 @@ def test_a_client_that_stops_reading_is_closed_as_too_slow_and_can_resume(
             rss_peak = max(rss_peak, rss_kib(daphne_pid))
             # Then it finds what was buffered and a 4408 close once it reads again
             seen: list[dict[str, Any]] = []
-            try:
+            with contextlib.suppress(ConnectionClosed):
                 async for raw in slow:
                     message = json.loads(raw)
                     if "seq" in message:
                         seen.append(message)
-            except ConnectionClosed:
-                pass
             return normal_result, seen, slow.close_code, rss_peak - rss_before
 
         normal, seen, code, rss_growth_kib = asyncio.run(scenario())

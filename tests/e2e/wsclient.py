@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +43,7 @@ async def read_stream(
         # max_queue=None: a client that stops early must still read on to the server's
         # close frame, or websockets waits out its 10 s close timeout.
         async with connect(url, additional_headers=headers, origin=origin, max_queue=None) as ws:
-            try:
+            with contextlib.suppress(ConnectionClosed):
                 async for raw in ws:
                     message = json.loads(raw)
                     if message.get("type") == "ping":
@@ -51,8 +52,6 @@ async def read_stream(
                     result.events.append(message)
                     if stop_after is not None and len(result.events) >= stop_after:
                         break
-            except ConnectionClosed:
-                pass
             if stop_after is None or len(result.events) < stop_after:
                 await ws.wait_closed()
                 result.close_code = ws.close_code

@@ -223,8 +223,7 @@ class _Connection:
 
     async def wait_until_gone(self) -> None:
         """Hang until the client closes the connection (the stalled-provider case)."""
-        while await self.reader.read(65536):
-            pass
+        await self.reader.read()  # until EOF; a stalled client sends nothing more
 
     def abort(self) -> None:
         """Close with a TCP RST, so the client sees a reset rather than a clean end of stream."""
@@ -642,14 +641,13 @@ class FakeProviderServer:
         assert task is not None
         self._handlers.add(task)
         conn = _Connection(reader, writer)
+        # A client that went away or sent garbage leaves nothing to answer. stop() cancels
+        # handlers; ending normally avoids Python 3.11's streams callback logging
+        # "Exception in callback" for a cancelled connection task.
+        ends = (_ClientGone, ConnectionError, asyncio.IncompleteReadError, ValueError)
         try:
-            await self._serve_connection(conn)
-        except (_ClientGone, ConnectionError, asyncio.IncompleteReadError, ValueError):
-            pass  # the client went away or sent garbage: nothing left to answer
-        except asyncio.CancelledError:
-            # stop() cancels handlers. Ending normally avoids Python 3.11's streams callback
-            # logging "Exception in callback" for a cancelled connection task.
-            pass
+            with contextlib.suppress(*ends, asyncio.CancelledError):
+                await self._serve_connection(conn)
         finally:
             self._handlers.discard(task)
             with contextlib.suppress(Exception):

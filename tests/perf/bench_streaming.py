@@ -15,6 +15,7 @@ receipt time, so latency is emission in the "worker" to receipt by the client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -66,7 +67,7 @@ async def watch(stack: Stack, run_id: str) -> dict[str, Any]:
             async with connect(
                 url, additional_headers=headers, max_queue=None, max_size=None
             ) as ws:
-                try:
+                with contextlib.suppress(ConnectionClosed):
                     async for raw in ws:
                         now = time.time()
                         message = json.loads(raw)
@@ -78,8 +79,6 @@ async def watch(stack: Stack, run_id: str) -> dict[str, Any]:
                             latencies.append((now - data["t"]) * 1000)
                             first_emit = data["t"] if first_emit is None else first_emit
                             last_recv = now
-                except ConnectionClosed:
-                    pass
                 code = ws.close_code
             if code != 1000:
                 resumes += 1
