@@ -248,7 +248,7 @@ class RunFeed:
                 return
             await self._deliver_until_finished(inbox)
         except asyncio.CancelledError:
-            pass
+            return  # the hub stops a feed by cancelling it; the cleanup below still runs
         except Exception:
             log.exception("run_feed_failed", run_id=self.run_id)
         finally:

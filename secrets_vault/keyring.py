@@ -139,22 +139,26 @@ def _dev_keyring_path() -> Path:
 @sensitive_variables()
 def _development_keyring() -> Keyring:
     path = _dev_keyring_path()
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # O_EXCL: two processes starting at once must not write two different keyrings.
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(generate_key_entry("dev1") + "\n")
-            logger.warning(
-                "No VAULT_KEYS configured: generated a development vault keyring at %s. "
-                "Never use it in production; see docs/secrets.md.",
-                path,
-            )
+    if not path.is_file() and _write_new_keyring(path):
+        logger.warning(
+            "No VAULT_KEYS configured: generated a development vault keyring at %s. "
+            "Never use it in production; see docs/secrets.md.",
+            path,
+        )
     return parse_keyring(path.read_text(), active_id="", source=str(path))
+
+
+def _write_new_keyring(path: Path) -> bool:
+    """Write a fresh development keyring; False when another process wrote one first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # O_EXCL: two processes starting at once must not write two different keyrings.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False  # the other process's keyring is read by the caller
+    with os.fdopen(fd, "w") as handle:
+        handle.write(generate_key_entry("dev1") + "\n")
+    return True
 
 
 @sensitive_variables()
