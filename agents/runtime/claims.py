@@ -147,22 +147,22 @@ def run_secret_names(config: dict[str, Any]) -> list[str]:
     return sorted({n for n in names if n})
 
 
-def run_visible_secrets(run: Run, prepared: Prepared) -> list[str]:
+def reveal_for_run(run: Run, cache: Any, name: str) -> str:
+    """A vault secret's plaintext for this run: revealed (and audited) once per run, with
+    purpose ``run:<uuid>``; later uses come from ``cache``."""
     from secrets_vault.services import reveal_once
 
+    purpose = f"run:{run.id}"
+    return reveal_once(cache, name=name, purpose=purpose, actor="runtime", agent=run.agent).reveal()
+
+
+def run_visible_secrets(run: Run, prepared: Prepared) -> list[str]:
     values = []
     for name in run_secret_names(run.config):
         try:
-            value = reveal_once(
-                prepared.reveal_cache,
-                name=name,
-                purpose=f"run:{run.id}",
-                actor="runtime",
-                agent=run.agent,
-            )
+            values.append(reveal_for_run(run, prepared.reveal_cache, name))
         except Exception:  # noqa: BLE001 - an unreadable secret cannot leak either
             continue
-        values.append(value.reveal())
     return values
 
 
@@ -175,17 +175,7 @@ async def moderation_for(run: Run, prepared: Prepared) -> Any | None:
 
     def external_key(rule: Any) -> str | None:
         name = rule.params.get("api_key_secret")
-        if not name:
-            return None
-        from secrets_vault.services import reveal_once
-
-        return reveal_once(
-            prepared.reveal_cache,
-            name=name,
-            purpose=f"run:{run.id}",
-            actor="runtime",
-            agent=run.agent,
-        ).reveal()
+        return reveal_for_run(run, prepared.reveal_cache, name) if name else None
 
     return await RunModeration.for_run(
         run_id=run.id,
@@ -201,16 +191,11 @@ def reveal_provider_key(run: Run, cache: Any) -> str | None:
     secret_name = run.config["provider"].get("api_key_secret")
     if not secret_name:
         return None
-    from secrets_vault.services import reveal_once
-
     try:
-        value = reveal_once(
-            cache, name=secret_name, purpose=f"run:{run.id}", actor="runtime", agent=run.agent
-        )
+        return reveal_for_run(run, cache, secret_name)
     except Exception as exc:  # noqa: BLE001 - any vault failure means "no usable key"
         message = f"The provider's key could not be read from the vault ({type(exc).__name__})."
         raise RunSetupError("provider_auth_failed", message) from None
-    return value.reveal()
 
 
 def check_in(run_id: uuid.UUID, *, heartbeat: bool) -> str | None:
