@@ -198,13 +198,6 @@ def reveal_provider_key(run: Run, cache: Any) -> str | None:
         raise RunSetupError("provider_auth_failed", message) from None
 
 
-def check_in(run_id: uuid.UUID, *, heartbeat: bool) -> str | None:
-    """The run's status, refreshing its heartbeat when asked (one query, or two)."""
-    if heartbeat:
-        Run.objects.filter(pk=run_id, status__in=ACTIVE).update(heartbeat_at=timezone.now())
-    return Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
-
-
 def finish(
     run: Run,
     *,
@@ -240,8 +233,6 @@ def finish(
 
 def start_next_queued(agent: Agent) -> None:
     """After a run of a concurrency-limited agent ends, start its oldest queued run."""
-    if not agent.max_concurrent_runs:
-        return
     agent_id = agent.pk
     from agents.runtime.executors import enqueue_run
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import time
 import uuid
@@ -35,15 +34,12 @@ from agents.runtime.events import EventEmitter, envelope_of
 from agents.runtime.guard import Guard, RunBlocked
 from agents.runtime.ledger import BudgetExhausted, RunLedger, RunLimitExceeded
 from agents.runtime.providers import MeteredModel, build_model, error_code, error_message
+from agents.runtime.watch import run_watch
 from agents.tools import ToolContext, get_tool
 from agents.tools.utils import to_pydantic_ai
 from monitoring import metrics
 
 log = structlog.get_logger(__name__)
-
-# How often the executor looks for a cancel request, and how often it proves it is alive.
-WATCH_INTERVAL_S = 0.25
-HEARTBEAT_EVERY_S = 2.0
 
 Outcome = tuple[str, dict[str, Any], dict[str, Any]]
 
@@ -271,20 +267,6 @@ def _messages_json(result: Any) -> list[Any]:
     return json.loads(result.new_messages_json())
 
 
-async def _watch(run_id: uuid.UUID, work: asyncio.Task[Any]) -> None:
-    """Stop the work promptly when a cancel is requested, and keep the heartbeat fresh."""
-    last_beat = time.monotonic()
-    while True:
-        await asyncio.sleep(WATCH_INTERVAL_S)
-        beat = time.monotonic() - last_beat >= HEARTBEAT_EVERY_S
-        status = await in_db_thread(claims.check_in)(run_id, heartbeat=beat)
-        if beat:
-            last_beat = time.monotonic()
-        if status == RunStatus.CANCELLING:
-            work.cancel("cancel requested")
-            return
-
-
 async def execute_run(run_id: uuid.UUID | str) -> str | None:
     """Execute a queued run to a terminal state.
 
@@ -325,23 +307,25 @@ async def execute_run(run_id: uuid.UUID | str) -> str | None:
     await emitter.published_after_store(stored)
     record_metrics(run, status, execution, time.monotonic() - started)
     log.info("run_finished", run_id=str(run.id), status=status, events=emitter.next_seq - 1)
-    await in_db_thread(claims.start_next_queued)(run.agent)
+    if run.agent.max_concurrent_runs:  # only a limited agent has runs waiting for a slot
+        await in_db_thread(claims.start_next_queued)(run.agent)
     return status
 
 
 async def _supervise(run_id: uuid.UUID, execution: RunExecution) -> Outcome:
+    """Execute under the loop's run watch: a cancel request stops the work promptly, and
+    the run's heartbeat stays fresh while it runs."""
+    watch = run_watch()
     work = asyncio.create_task(execution.execute())
-    watcher = asyncio.create_task(_watch(run_id, work))
+    watch.add(run_id, work)
     try:
         return await work
     except asyncio.CancelledError:
-        if not watcher.done():
+        if not watch.discard(run_id):
             raise  # our own task is being cancelled (shutdown), not the run
         return execution.outcome(RunStatus.CANCELLED, "cancelled", "Cancelled on request.")
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        watch.discard(run_id)
 
 
 def _crash_outcome(exc: Exception) -> Outcome:
