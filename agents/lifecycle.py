@@ -35,6 +35,9 @@ TERMINAL: frozenset[str] = frozenset(
     }
 )
 
+# In this order in reports (metrics, admin): waiting, executing, stopping.
+UNFINISHED: tuple[str, ...] = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.CANCELLING)
+
 ALLOWED: dict[str, frozenset[str]] = {
     RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.FAILED}),
     RunStatus.RUNNING: frozenset(

@@ -179,7 +179,15 @@ class Run(models.Model):
                 name="run_idempotency_key_unique_per_owner",
             )
         ]
-        indexes = [models.Index(fields=["agent", "status"])]
+        indexes = [
+            models.Index(fields=["agent", "status"]),
+            # The few unfinished runs among millions: the reaper's and /metrics' queries.
+            models.Index(
+                fields=["status", "created_at"],
+                condition=models.Q(status__in=["queued", "running", "cancelling"]),
+                name="run_unfinished_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.agent_id}:{self.id}"

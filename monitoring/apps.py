@@ -6,3 +6,8 @@ from django.apps import AppConfig
 class MonitoringConfig(AppConfig):
     name = "monitoring"
     verbose_name = "Monitoring"
+
+    def ready(self) -> None:
+        from monitoring import collectors
+
+        collectors.register()

@@ -20,6 +20,9 @@ log = structlog.get_logger(__name__)
 def serve_worker_metrics(**_: Any) -> None:
     """Start the metrics endpoint when ``WORKER_METRICS_PORT`` is set (Celery's
     ``worker_init`` signal: once, in the worker's main process)."""
+    from monitoring import collectors
+
+    collectors.unregister()  # the run-state gauges are global: the web process serves them
     port = settings.WORKER_METRICS_PORT
     if not port:
         return
