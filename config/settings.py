@@ -188,6 +188,20 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The worker's own Prometheus endpoint (monitoring/worker.py); 0 turns it off.
 WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
 WORKER_METRICS_ADDR = env.str("WORKER_METRICS_ADDR", default="127.0.0.1")
+# Who may read the web process's /metrics (monitoring/access.py): with METRICS_TOKEN set,
+# whoever sends it as a bearer token; otherwise clients on these networks only.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list(
+    "METRICS_ALLOWED_NETWORKS",
+    default=[
+        "127.0.0.0/8",
+        "::1/128",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "fc00::/7",
+    ],
+)
 CELERY_BEAT_SCHEDULE = {
     "reap-runs": {"task": "agents.reap_runs", "schedule": float(REAPER_INTERVAL_S)},
     "purge-expired-tokens": {"task": "agents.purge_expired_tokens", "schedule": 3600.0},

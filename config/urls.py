@@ -30,7 +30,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("livez", monitoring_views.livez, name="livez"),
     path("readyz", monitoring_views.readyz, name="readyz"),
-    path("", include("django_prometheus.urls")),
+    path("metrics", monitoring_views.metrics, name="prometheus-django-metrics"),
 ]
 
 # DEBUG only (a no-op otherwise): daphne serves no static files by itself, and the

@@ -8,6 +8,10 @@ class MonitoringConfig(AppConfig):
     verbose_name = "Monitoring"
 
     def ready(self) -> None:
-        from monitoring import collectors
+        from django.conf import settings
 
+        from monitoring import collectors
+        from monitoring.access import parse_networks
+
+        parse_networks(tuple(settings.METRICS_ALLOWED_NETWORKS))  # a typo fails at start
         collectors.register()

@@ -4,8 +4,10 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
+from django_prometheus.exports import ExportToDjangoView
 
 from agents.errors import json_error
+from monitoring.access import metrics_access
 from monitoring.health import run_checks
 
 
@@ -13,6 +15,20 @@ from monitoring.health import run_checks
 def livez(request: HttpRequest) -> JsonResponse:
     """The process answers; no dependency is checked (a restart would not fix one)."""
     return JsonResponse({"status": "ok"})
+
+
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus' text format (django-prometheus' export), for allowed scrapers only."""
+    refused = metrics_access(request)
+    if refused == "token":
+        response = json_error("not_authenticated", "A valid bearer token is required.", 401)
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    if refused == "network":
+        message = "Metrics are served to clients on METRICS_ALLOWED_NETWORKS only."
+        return json_error("permission_denied", message, 403)
+    return ExportToDjangoView(request)
 
 
 @never_cache
