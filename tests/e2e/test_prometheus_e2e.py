@@ -86,12 +86,14 @@ def test_prometheus_scrapes_the_stack_and_every_dashboard_query_evaluates(
 ) -> None:
     # Given both jobs up and a few runs through the API
     wait_for(prometheus, 'count(up{job=~"switchyard-(web|worker)"} == 1) == 2')
-    before = query(prometheus, "sum(switchyard_runs_finished_total)")
+    # (the stack is shared with other tests: count from what it has done so far)
+    succeeded = 'sum(switchyard_runs_finished_total{status="succeeded"})'
+    before = query(prometheus, succeeded)
     for text in ("What is 12*7?", "What is 2+2?", "Hello there"):
         run = start_run(distributed_stack, text)
         assert wait_for_status(distributed_stack, run["id"])["status"] == "succeeded"
     done = float(before[0]["value"][1]) + 3 if before else 3
-    wait_for(prometheus, f"sum(switchyard_runs_finished_total) >= {done}")
+    wait_for(prometheus, f"{succeeded} >= {done}")
     time.sleep(3)  # a few more scrapes, so that rate() has points on both sides
     # When Grafana's queries are asked, with every agent selected
     results = {
@@ -115,8 +117,6 @@ def test_prometheus_scrapes_the_stack_and_every_dashboard_query_evaluates(
         "django_http_requests_latency_seconds_by_view_method_bucket",
     ):
         assert any(metric in key for key in answered), f"no panel reading {metric} has data"
-    finished = query(prometheus, "sum by (status) (switchyard_runs_finished_total)")
-    assert {s["metric"]["status"] for s in finished} == {"succeeded"}
 
 
 def test_the_alert_rules_load_healthy_and_stay_quiet_on_a_healthy_stack(
