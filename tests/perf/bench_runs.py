@@ -21,9 +21,7 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
-from tests.perf.stacks import production_env  # noqa: E402
+from tests.perf.stacks import BenchSetup, bench_setup  # noqa: E402
 
 PG_ADMIN = os.environ.get("E2E_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -285,33 +283,28 @@ def queries_per_run() -> dict[str, int]:
 
 
 def main() -> dict[str, Any]:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-runs-"))
-    db = f"switchyard_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db}"')
-    dsn = PG_ADMIN.rsplit("/", 1)[0] + f"/{db}"
-    prefix = f"bench{uuid.uuid4().hex[:6]}"
-    production = production_env(database_url=dsn, redis_url=REDIS_URL, prefix=prefix)
-    # This process also runs Django (for the query count): configure it like the stack.
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="config.settings", VAR_DIR=str(tmp / "var"), **production
-    )
-    import django
+    # This process also runs Django (for the query count): configured like the stack.
+    with bench_setup("bench", pg_admin=PG_ADMIN, redis_url=REDIS_URL) as setup:
+        report = measure(setup)
+    print_table(report)
+    out = ROOT / "var" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "runs.json").write_text(json.dumps(report, indent=2))
+    return report
 
-    django.setup()
-    from tests.e2e.conftest import base_env, boot, worker_args
 
-    env = base_env(tmp)
-    env.update(production)
+def measure(setup: BenchSetup) -> dict[str, Any]:
+    from tests.e2e.conftest import boot, worker_args
+
+    env, tmp, dsn, db = setup.env, setup.tmp, setup.dsn, setup.db
     workers = int(os.environ.get("BENCH_WORKERS", "2"))
     stack = boot(env, tmp, celery=True, concurrency=20 // workers)
     for n in range(1, workers):  # more worker processes: the GIL caps each near one core
         stack.start(
             f"celery{n}",
-            worker_args(concurrency=20 // workers, queue=prefix, name=f"worker{n}"),
+            worker_args(concurrency=20 // workers, queue=setup.prefix, name=f"worker{n}"),
             tmp,
         )
-
     report: dict[str, Any] = {}
     try:
         worker = next(
@@ -338,12 +331,6 @@ def main() -> dict[str, Any]:
         )
     finally:
         stack.stop()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-    print_table(report)
-    out = ROOT / "var" / "bench"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "runs.json").write_text(json.dumps(report, indent=2))
     return report
 
 
