@@ -108,19 +108,20 @@ def _budget_gauge() -> Metric:
     from agents.models import Agent, ModelCall
     from agents.services import month_start
 
-    budgets = dict(
-        Agent.objects.filter(monthly_budget_usd__gt=0).values_list("slug", "monthly_budget_usd")
-    )
+    agents = Agent.objects.filter(monthly_budget_usd__gt=0).order_by("slug")
+    budgets = list(agents.values_list("pk", "slug", "monthly_budget_usd"))
+    # On the (agent, created_at) index of the ledger.
     spent = dict(
-        ModelCall.objects.filter(agent__slug__in=budgets, created_at__gte=month_start())
-        .values("agent__slug")
+        ModelCall.objects.filter(agent_id__in=[pk for pk, _, _ in budgets])
+        .filter(created_at__gte=month_start())
+        .values("agent_id")
         .annotate(total=Sum("cost_usd"))
         .order_by()
-        .values_list("agent__slug", "total")
+        .values_list("agent_id", "total")
     )
     ratio = _budget_family()
-    for slug, budget in sorted(budgets.items()):
-        ratio.add_metric([slug], float((spent.get(slug) or Decimal(0)) / budget))
+    for pk, slug, budget in budgets:
+        ratio.add_metric([slug], float((spent.get(pk) or Decimal(0)) / budget))
     return ratio
 
 
