@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -54,6 +55,19 @@ def check_channel_layer() -> Check:
         async_to_sync(layer.group_send)("health.check", {"type": "health.ping"})
 
     return _timed(roundtrip)
+
+
+def readiness() -> tuple[bool, dict[str, Any]]:
+    """Whether every dependency answers, and the report /readyz and ``manage.py
+    healthcheck`` give: ``{"status": ..., "checks": {name: {"ok", "detail"}}}``."""
+    checks = run_checks()
+    ok = all(passed for passed, _ in checks.values())
+    return ok, {
+        "status": "ok" if ok else "unavailable",
+        "checks": {
+            name: {"ok": passed, "detail": detail} for name, (passed, detail) in checks.items()
+        },
+    }
 
 
 def run_checks() -> dict[str, Check]:

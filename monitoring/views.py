@@ -8,7 +8,7 @@ from django_prometheus.exports import ExportToDjangoView
 
 from agents.errors import json_error
 from monitoring.access import metrics_access
-from monitoring.health import run_checks
+from monitoring.health import readiness
 
 
 @never_cache
@@ -33,14 +33,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
 
 @never_cache
 def readyz(request: HttpRequest) -> JsonResponse:
-    checks = run_checks()
-    ok = all(passed for passed, _ in checks.values())
-    body = {
-        "status": "ok" if ok else "unavailable",
-        "checks": {
-            name: {"ok": passed, "detail": detail} for name, (passed, detail) in checks.items()
-        },
-    }
+    ok, body = readiness()
     return JsonResponse(body, status=200 if ok else 503)
 
 
