@@ -8,16 +8,24 @@ rules in ``monitoring/prometheus/alerts.yml`` are built on them.
 Three small queries per scrape, on the partial index of unfinished runs. The web process
 serves them; a worker's own endpoint does not (every process would report the same
 global numbers, and a worker should not query per scrape).
+
+The queries get ``QUERY_BUDGET_S``: with the database down, the connection pool would
+make a scrape wait its full checkout timeout, longer than Prometheus waits for the
+scrape, and the whole scrape (every other metric too, and ``switchyard_run_state_up 0``
+itself) would be lost. They run on one thread of their own; a scrape that finds the
+previous read still stuck does not start another.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 
 import structlog
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, Min, Q, Sum
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -27,6 +35,8 @@ from agents.lifecycle import UNFINISHED, RunStatus
 
 log = structlog.get_logger(__name__)
 
+QUERY_BUDGET_S = 2.0
+
 
 class RunStateCollector(Collector):
     def describe(self) -> Iterator[Metric]:
@@ -35,16 +45,35 @@ class RunStateCollector(Collector):
         yield from _run_families()
         yield _budget_family()
 
+    def __init__(self) -> None:
+        self._reader = concurrent.futures.ThreadPoolExecutor(1, "run-state-metrics")
+        self._pending: concurrent.futures.Future[list[Metric]] | None = None
+
     def collect(self) -> Iterator[Metric]:
         up = _up()
-        try:
-            families = [*_run_gauges(), _budget_gauge()]
-        except Exception:  # a scrape must answer even with the database away
-            log.warning("run_state_metrics_failed", exc_info=True)
-            families = []
+        families = self._read()
         up.add_metric([], 1 if families else 0)
         yield up
         yield from families
+
+    def _read(self) -> list[Metric]:
+        """The gauges, or [] when the database does not answer within the budget."""
+        if self._pending is None or self._pending.done():
+            self._pending = self._reader.submit(_read_gauges)
+        try:
+            return self._pending.result(timeout=QUERY_BUDGET_S)
+        except concurrent.futures.TimeoutError:
+            log.warning("run_state_metrics_timed_out", budget_s=QUERY_BUDGET_S)
+        except Exception:  # a scrape must answer even with the database away
+            log.warning("run_state_metrics_failed", exc_info=True)
+        return []
+
+
+def _read_gauges() -> list[Metric]:
+    try:
+        return [*_run_gauges(), _budget_gauge()]
+    finally:
+        connection.close()  # this thread's connection goes back to the pool
 
 
 def _up() -> GaugeMetricFamily:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 import pytest
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
@@ -15,7 +18,8 @@ from agents.models import Agent, ModelCall, Run
 from agents.services import month_start, run_create, run_transition
 from monitoring import collectors
 
-pytestmark = pytest.mark.django_db
+# The gauges are read on a thread of their own, so the test's rows must be committed.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -100,6 +104,36 @@ def test_the_budget_ratio_is_this_months_spend_over_the_budget(
     assert value(samples, "switchyard_agent_budget_used_ratio", agent=demo_agent.slug) == 0.95
     agents = {labels for (name, labels) in samples if name == "switchyard_agent_budget_used_ratio"}
     assert agents == {(("agent", demo_agent.slug),)}
+
+
+def test_a_stuck_database_costs_a_scrape_the_budget_not_the_scrape(
+    monkeypatch: pytest.MonkeyPatch, alice: Any, demo_agent: Agent
+) -> None:
+    # Given a database where reading the runs table blocks (another session holds an
+    # exclusive lock on it, as a migration might)
+    monkeypatch.setattr(collectors, "QUERY_BUDGET_S", 0.5)
+    make_run(demo_agent, alice, status="queued")
+    params = connection.get_connection_params()
+    dsn = " ".join(f"{k}={v}" for k, v in params.items() if k in {"host", "port", "user", "dbname"})
+    with psycopg.connect(dsn) as locker:
+        locker.execute(f"LOCK TABLE {Run._meta.db_table} IN ACCESS EXCLUSIVE MODE")
+        # When Prometheus scrapes, twice
+        for _ in range(2):
+            started = time.monotonic()
+            samples = scrape()
+            # Then each scrape answers within the budget, says the gauges could not be
+            # read, and still carries the other metrics
+            assert time.monotonic() - started < 3
+            assert value(samples, "switchyard_run_state_up") == 0
+            assert value(samples, "switchyard_runs_in_status", status="queued") is None
+            assert any(name == "python_info" for name, _ in samples)
+        locker.rollback()  # the lock goes
+    # And once the table is free the gauges are back
+    deadline = time.monotonic() + 10
+    while value(samples := scrape(), "switchyard_run_state_up") != 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert value(samples, "switchyard_runs_in_status", status="queued") == 1
 
 
 def test_registering_does_not_touch_the_database(django_assert_num_queries: Any) -> None:
