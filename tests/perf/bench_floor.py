@@ -14,7 +14,10 @@ runtime's own bookkeeping (no claim, no event log, no ledger, no finish):
   in ``bench_runs``' bare agent.
 
 Their sum is the least CPU one end-to-end run costs, and 2 cores divided by it the most
-runs/s this machine could do even if the runtime did nothing else. Writes
+runs/s this machine could do even if the runtime did nothing else. Then the same end to
+end, where the parts contend for the two cores: the real API and Celery, driven like
+``bench_runs`` at concurrency 20, but consumed by workers with a *null runtime*
+(``null_worker.py``: the bare agent, then one SQL statement storing the outcome). Writes
 ``var/bench/floor.json``. Run: ``.venv/bin/python tests/perf/run_all.py bench_floor``.
 """
 
@@ -42,6 +45,7 @@ from tests.perf.bench_runs import (  # noqa: E402
     bare_pydantic_ai,
     cpu_ms_per_run,
     cpu_seconds,
+    drive,
 )
 from tests.perf.stacks import BenchSetup, bench_setup  # noqa: E402
 
@@ -49,6 +53,7 @@ N_HTTP = int(os.environ.get("FLOOR_HTTP", "3000"))
 N_POST = int(os.environ.get("FLOOR_POSTS", "1000"))
 N_TASKS = int(os.environ.get("FLOOR_TASKS", "3000"))
 N_AGENT = int(os.environ.get("FLOOR_RUNS", "2000"))
+N_NULL = int(os.environ.get("FLOOR_NULL_RUNS", "1500"))
 
 
 async def http_floor(base_url: str, requests: int, concurrency: int = 20) -> None:
@@ -194,9 +199,51 @@ def measure(setup: BenchSetup) -> dict[str, Any]:
     return report
 
 
+def null_runtime(setup: BenchSetup, runs: int) -> dict[str, Any]:
+    """The real API and Celery, with workers that do the least a run can do
+    (``null_worker.py``), driven like ``bench_runs`` at concurrency 20."""
+    from tests.e2e.conftest import boot
+
+    stack = boot(setup.env, setup.tmp, celery=False)
+    try:
+        for n in range(2):
+            stack.start(
+                f"null-worker{n}",
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "tests.perf.null_worker",
+                    "worker",
+                    "--pool",
+                    "threads",
+                    "--concurrency",
+                    "10",
+                    "-n",
+                    f"null{n}@%h",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "-l",
+                    "warning",
+                    "-Q",
+                    setup.prefix,
+                ],
+                setup.tmp,
+            )
+        asyncio.run(drive(stack.base_url, stack.token, setup.dsn, 100, 20))  # warm-up
+        before = cpu_seconds()
+        result = asyncio.run(drive(stack.base_url, stack.token, setup.dsn, runs, 20, setup.db))
+        result["cpu_ms_per_run"] = cpu_ms_per_run(before, cpu_seconds(), runs)
+    finally:
+        stack.stop()
+    return result
+
+
 def main() -> dict[str, Any]:
     with bench_setup("floor", pg_admin=PG_ADMIN, redis_url=REDIS_URL) as setup:
         report = measure(setup)
+        report["null_runtime_c20"] = null_runtime(setup, N_NULL)
     http = report["http_get_livez"]
     celery = report["celery_noop_task"]
     floor = {
@@ -228,6 +275,13 @@ def print_table(report: dict[str, Any]) -> None:
     print(
         "ceiling on 2 cores if the runtime did nothing else: "
         f"{report['ceiling_runs_per_s_on_2_cores']} runs/s"
+    )
+    null = report["null_runtime_c20"]
+    cpu = ", ".join(f"{k} {v}" for k, v in null["cpu_ms_per_run"].items())
+    print(
+        f"\nEnd to end with a null runtime (real API and Celery, workers that only run the "
+        f"bare agent and store the outcome in one statement), c20: {null['runs_per_s']} runs/s,"
+        f" p50 {null['latency_p50_ms']} ms, {null['failed']} failed\nCPU ms per run: {cpu}"
     )
 
 
