@@ -40,6 +40,13 @@ class BearerTokenAuthentication(TokenAuthentication):
         return True
 
 
+def bearer_credentials(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value ("" when it names
+    none), or None for any other scheme."""
+    scheme, sep, token = authorization.partition(" ")
+    return token.strip() if sep and scheme.lower() == "bearer" else None
+
+
 @database_sync_to_async
 def user_for_token(token: str) -> Any:
     try:
@@ -80,11 +87,11 @@ class WebSocketAuthMiddleware(BaseMiddleware):
         scope["user"] = AnonymousUser()
         scope["auth_error"] = None
         origin = _header(scope, b"origin")
-        authorization = _header(scope, b"authorization") or ""
+        token = bearer_credentials(_header(scope, b"authorization") or "")
         if origin is not None and not origin_allowed(origin):
             scope["auth_error"] = "origin"
-        elif authorization.lower().startswith("bearer "):
-            scope["user"] = await user_for_token(authorization[7:].strip())
+        elif token is not None:
+            scope["user"] = await user_for_token(token)
         elif origin is not None:
             scope["user"] = await get_user(scope)
         return await super().__call__(scope, receive, send)

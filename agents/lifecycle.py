@@ -35,8 +35,10 @@ TERMINAL: frozenset[str] = frozenset(
     }
 )
 
-# In this order in reports (metrics, admin): waiting, executing, stopping.
-UNFINISHED: tuple[str, ...] = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.CANCELLING)
+# Executing (a worker owns it, its heartbeat counts), and that plus waiting, in the order
+# reports list them.
+ACTIVE: tuple[str, ...] = (RunStatus.RUNNING, RunStatus.CANCELLING)
+UNFINISHED: tuple[str, ...] = (RunStatus.QUEUED, *ACTIVE)
 
 ALLOWED: dict[str, frozenset[str]] = {
     RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.FAILED}),

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
-from agents.lifecycle import RunStatus
+from agents.lifecycle import UNFINISHED, RunStatus
 
 
 class ProviderKind(models.TextChoices):
@@ -184,7 +184,7 @@ class Run(models.Model):
             # The few unfinished runs among millions: the reaper's and /metrics' queries.
             models.Index(
                 fields=["status", "created_at"],
-                condition=models.Q(status__in=["queued", "running", "cancelling"]),
+                condition=models.Q(status__in=UNFINISHED),
                 name="run_unfinished_idx",
             ),
         ]

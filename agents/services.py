@@ -20,7 +20,7 @@ from django.utils import timezone
 from rest_framework import status as http
 
 from agents.errors import ApiError
-from agents.lifecycle import EVENT_FOR_STATUS, RunStatus, sources_of
+from agents.lifecycle import EVENT_FOR_STATUS, TERMINAL, RunStatus, sources_of
 from agents.models import Agent, ModelCall, Run, RunEvent, Thread
 from agents.runtime.events import envelope_of, next_seq_sync, publish_sync
 from monitoring import metrics
@@ -241,13 +241,7 @@ def run_transition(
     """
     sources = sources_of(to)
     now = timezone.now()
-    if to in {
-        RunStatus.SUCCEEDED,
-        RunStatus.FAILED,
-        RunStatus.TIMED_OUT,
-        RunStatus.BLOCKED,
-        RunStatus.CANCELLED,
-    }:
+    if to in TERMINAL:
         fields.setdefault("finished_at", now)
     # No savepoint when called inside the caller's transaction (claim, finish): one round
     # trip fewer, and a failure rolls back the caller's work too, which is what it wants.

@@ -18,6 +18,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 
+from agents.auth import bearer_credentials
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -44,18 +46,13 @@ def client_in(networks: Iterable[Network], address: str) -> bool:
     return any(ip.version == net.version and ip in net for net in networks)
 
 
-def bearer_token(request: HttpRequest) -> str | None:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
 def metrics_access(request: HttpRequest) -> str | None:
     """None when the request may read the metrics, else why not: "token" (a bearer
     token is required and missing or wrong) or "network" (the client is not on an
     allowed network)."""
     expected = settings.METRICS_TOKEN
     if expected:
-        given = bearer_token(request) or ""
+        given = bearer_credentials(request.headers.get("Authorization", "")) or ""
         return None if hmac.compare_digest(given.encode(), expected.encode()) else "token"
     networks = parse_networks(tuple(settings.METRICS_ALLOWED_NETWORKS))
     return None if client_in(networks, request.META.get("REMOTE_ADDR", "")) else "network"

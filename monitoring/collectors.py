@@ -31,7 +31,7 @@ from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
 
-from agents.lifecycle import UNFINISHED, RunStatus
+from agents.lifecycle import ACTIVE, UNFINISHED, RunStatus
 
 log = structlog.get_logger(__name__)
 
@@ -39,15 +39,15 @@ QUERY_BUDGET_S = 2.0
 
 
 class RunStateCollector(Collector):
+    def __init__(self) -> None:
+        self._reader = concurrent.futures.ThreadPoolExecutor(1, "run-state-metrics")
+        self._pending: concurrent.futures.Future[list[Metric]] | None = None
+
     def describe(self) -> Iterator[Metric]:
         # Without this, registering would call collect(), i.e. query the database at start.
         yield _up()
         yield from _run_families()
         yield _budget_family()
-
-    def __init__(self) -> None:
-        self._reader = concurrent.futures.ThreadPoolExecutor(1, "run-state-metrics")
-        self._pending: concurrent.futures.Future[list[Metric]] | None = None
 
     def collect(self) -> Iterator[Metric]:
         up = _up()
@@ -125,9 +125,7 @@ def _run_gauges() -> list[Metric]:
     runs, stale, queued_age = _run_families()
     for status in UNFINISHED:
         runs.add_metric([status], by_status.get(status, {}).get("n", 0))
-    stale.add_metric(
-        [], sum(by_status.get(s, {}).get("stale", 0) for s in UNFINISHED if s != RunStatus.QUEUED)
-    )
+    stale.add_metric([], sum(by_status.get(s, {}).get("stale", 0) for s in ACTIVE))
     oldest = by_status.get(RunStatus.QUEUED, {}).get("oldest")
     queued_age.add_metric([], (now - oldest).total_seconds() if oldest else 0.0)
     return [runs, stale, queued_age]

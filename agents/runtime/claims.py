@@ -18,12 +18,10 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from agents.lifecycle import RunStatus
+from agents.lifecycle import ACTIVE, RunStatus
 from agents.models import Agent, ModelCall, PriceOverride, Run, RunEvent
 from agents.runtime.events import EventEmitter
 from agents.services import agent_month_spend, run_transition, thread_history
-
-ACTIVE = (RunStatus.RUNNING, RunStatus.CANCELLING)
 
 
 class RunSetupError(Exception):

@@ -278,10 +278,10 @@ async def execute_run(run_id: uuid.UUID | str) -> str | None:
     claimed = await in_db_thread(claims.claim)(uuid.UUID(str(run_id)))
     if claimed is None:
         return None
-    run, started = claimed
+    run, started_event = claimed
     structlog.contextvars.bind_contextvars(run_id=str(run.id), agent=run.agent.slug)
-    emitter = EventEmitter(run.id, started.seq + 1)
-    emitter.announce(envelope_of(started))
+    emitter = EventEmitter(run.id, started_event.seq + 1)
+    emitter.announce(envelope_of(started_event))
     started = time.monotonic()
     try:
         prepared = await in_db_thread(claims.prepare)(run)

@@ -19,9 +19,8 @@ from typing import Any
 import structlog
 from django.utils import timezone
 
-from agents.lifecycle import RunStatus
+from agents.lifecycle import ACTIVE, RunStatus
 from agents.models import Run
-from agents.runtime.claims import ACTIVE
 from agents.runtime.db import in_db_thread
 
 log = structlog.get_logger(__name__)

@@ -162,16 +162,24 @@ def daphne_args(port: int) -> list[str]:
     ]
 
 
-def worker_args(*, concurrency: int, queue: str | None = None, name: str = "worker") -> list[str]:
+def worker_args(
+    *,
+    concurrency: int,
+    queue: str | None = None,
+    name: str = "worker",
+    app: str = "config",
+    level: str = "info",
+) -> list[str]:
+    """A Celery threads-pool worker's command line (``app``: the benchmarks' own apps)."""
     args = [
         sys.executable,
         "-m",
         "celery",
         "-A",
-        "config",
+        app,
         "worker",
         "-l",
-        "info",
+        level,
         "--pool",
         "threads",
         "--concurrency",

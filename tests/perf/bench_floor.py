@@ -111,32 +111,20 @@ def get_floor(requests: int) -> float:
 
 def celery_floor(tasks: int, tmp: Path, prefix: str) -> tuple[float, dict[str, float]]:
     """CPU ms of the publisher per task, and of each part of the machine per task."""
+    from tests.e2e.conftest import worker_args
     from tests.perf import floor_tasks
 
     counter = f"{prefix}-done"
     env = {**os.environ, "FLOOR_QUEUE": prefix, "FLOOR_COUNTER": counter, "REDIS_URL": REDIS_URL}
     workers = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "tests.perf.floor_tasks",
-                "worker",
-                "--pool",
-                "threads",
-                "--concurrency",
-                "10",
-                "-n",
-                f"floor{n}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "-l",
-                "warning",
-                "-Q",
-                prefix,
-            ],
+            worker_args(
+                concurrency=10,
+                queue=prefix,
+                name=f"floor{n}",
+                app="tests.perf.floor_tasks",
+                level="warning",
+            ),
             cwd=ROOT,
             env=env,
             stdout=(tmp / f"floor-worker{n}.log").open("wb"),
@@ -202,33 +190,20 @@ def measure(setup: BenchSetup) -> dict[str, Any]:
 def null_runtime(setup: BenchSetup, runs: int) -> dict[str, Any]:
     """The real API and Celery, with workers that do the least a run can do
     (``null_worker.py``), driven like ``bench_runs`` at concurrency 20."""
-    from tests.e2e.conftest import boot
+    from tests.e2e.conftest import boot, worker_args
 
     stack = boot(setup.env, setup.tmp, celery=False)
     try:
         for n in range(2):
             stack.start(
                 f"null-worker{n}",
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "tests.perf.null_worker",
-                    "worker",
-                    "--pool",
-                    "threads",
-                    "--concurrency",
-                    "10",
-                    "-n",
-                    f"null{n}@%h",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "-l",
-                    "warning",
-                    "-Q",
-                    setup.prefix,
-                ],
+                worker_args(
+                    concurrency=10,
+                    queue=setup.prefix,
+                    name=f"null{n}",
+                    app="tests.perf.null_worker",
+                    level="warning",
+                ),
                 setup.tmp,
             )
         asyncio.run(drive(stack.base_url, stack.token, setup.dsn, 100, 20))  # warm-up
