@@ -1,4 +1,4 @@
-"""The SSRF-safe HTTP client (``agents.tools.utils.safe_request``) and the ``http_request``
+"""The SSRF-safe HTTP client (``agents.tools.safe_http.safe_request``) and the ``http_request``
 tool, against a real HTTP server on 127.0.0.1. No test sends traffic anywhere else: every
 refusal of a non-loopback address is checked to happen before a socket is opened."""
 
@@ -14,20 +14,18 @@ import pytest
 import structlog
 from pydantic_ai import ToolFailed
 
-from agents.tools import all_tools, get_tool, tool_config
-from agents.tools import utils as tool_utils
+from agents.tools import all_tools, get_tool, safe_http, tool_config
 from agents.tools.registry import ToolContext
-from agents.tools.utils import (
+from agents.tools.safe_http import (
     RequestFailed,
     RequestRefused,
     address_refusal,
-    call_tool,
     check_url,
     classify_ip,
     host_allowed,
     safe_request,
-    to_pydantic_ai,
 )
+from agents.tools.utils import call_tool, to_pydantic_ai
 from tests.tools.conftest import LocalServer
 
 SECRET = "sk-test-0123456789abcdef"
@@ -148,7 +146,7 @@ def test_urls_outside_the_policy_are_refused_before_any_lookup(url: str, message
 # --- safe_request against the local server -------------------------------------------------
 
 
-async def get(url: str, allowed: list[str], **kwargs: Any) -> tool_utils.SafeResponse:
+async def get(url: str, allowed: list[str], **kwargs: Any) -> safe_http.SafeResponse:
     options: dict[str, Any] = {"timeout_s": 5.0, "max_bytes": 100_000} | kwargs
     return await safe_request("GET", url, allowed_hosts=allowed, **options)
 
@@ -245,7 +243,7 @@ async def test_metadata_host_names_are_refused_even_on_the_allow_list(
     async def no_dns(host: str, port: int) -> list[Any]:
         raise AssertionError("resolved a metadata name")
 
-    monkeypatch.setattr(tool_utils, "resolve", no_dns)
+    monkeypatch.setattr(safe_http, "resolve", no_dns)
     with pytest.raises(RequestRefused, match="metadata"):
         await get("http://metadata.google.internal/", ["metadata.google.internal"])
     assert no_connections == []
@@ -290,7 +288,7 @@ async def test_a_host_with_any_private_record_is_refused_even_if_another_is_publ
     monkeypatch: pytest.MonkeyPatch, no_private_networks: None, no_connections: list[Any]
 ) -> None:
     resolve, _ = fake_dns([["93.184.215.14", "10.0.0.7"]])
-    monkeypatch.setattr(tool_utils, "resolve", resolve)
+    monkeypatch.setattr(safe_http, "resolve", resolve)
     with pytest.raises(RequestRefused, match=r"private address \(10\.0\.0\.7\)"):
         await get("http://api.example.test/", ["api.example.test"])
     assert no_connections == []
@@ -304,7 +302,7 @@ async def test_the_connection_goes_to_the_vetted_address_and_keeps_the_host_name
     # the address we vetted rather than resolving the name itself. Later lookups would say
     # metadata (a rebinding attack); there must be none.
     resolve, calls = fake_dns([["127.0.0.1"], ["169.254.169.254"]])
-    monkeypatch.setattr(tool_utils, "resolve", resolve)
+    monkeypatch.setattr(safe_http, "resolve", resolve)
     url = f"http://api.example.test:{server.port}/echo"
     response = await get(url, ["api.example.test"])
     assert response.status_code == 200
@@ -317,7 +315,7 @@ async def test_every_redirect_hop_is_resolved_and_vetted_again(
     server: LocalServer, loopback_allowed: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     resolve, calls = fake_dns([["127.0.0.1"], ["169.254.169.254"]])
-    monkeypatch.setattr(tool_utils, "resolve", resolve)
+    monkeypatch.setattr(safe_http, "resolve", resolve)
     target = f"http://api.example.test:{server.port}/echo"
     url = f"{target.replace('/echo', '/redirect')}?to={target}"
     with pytest.raises(RequestRefused, match="cloud metadata"):

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from agents.tools import utils as tool_utils
-from agents.tools.utils import RequestFailed, RequestRefused, safe_request
+from agents.tools import safe_http
+from agents.tools.safe_http import RequestFailed, RequestRefused, safe_request
 from tests.fakes.quiet_http import QuietHandler
 
 HOST = "api.example.test"
@@ -110,7 +110,7 @@ def dns_to_loopback(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     async def resolve(host: str, port: int) -> list[Any]:
         return [ipaddress.ip_address("127.0.0.1")]
 
-    monkeypatch.setattr(tool_utils, "resolve", resolve)
+    monkeypatch.setattr(safe_http, "resolve", resolve)
 
 
 @pytest.mark.asyncio
