@@ -193,10 +193,6 @@ class Run(models.Model):
         return f"{self.agent_id}:{self.id}"
 
     @property
-    def group_name(self) -> str:
-        return run_group_name(self.id)
-
-    @property
     def duration_s(self) -> float | None:
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()

@@ -47,11 +47,6 @@ _cache: OrderedDict[tuple[Any, ...], engine.Policy] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def policy_for_agent(agent: Any) -> Policy | None:
-    """The policy attached to an agent, if any (``Agent.moderation_policy``)."""
-    return getattr(agent, "moderation_policy", None)
-
-
 def policy_rule_specs(policy: Policy) -> list[engine.RuleSpec]:
     """The active rules of a policy, in order, as engine specs."""
     return [r.to_spec() for r in policy.rules.filter(is_active=True).order_by("order", "id")]

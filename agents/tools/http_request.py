@@ -227,6 +227,5 @@ http_request = register(
         timeout_s=MAX_CONFIG_TIMEOUT_S + 5,
         max_output_chars=MAX_BODY_CHARS + 2_000,
         takes_context=True,
-        tags=("network",),
     )
 )

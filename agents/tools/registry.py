@@ -41,8 +41,6 @@ class ToolSpec:
     run: Callable[..., Awaitable[Any]]
     timeout_s: float = 10.0
     max_output_chars: int = 8_000
-    secret: str | None = None  # name of a vault secret the tool needs, if any
-    tags: tuple[str, ...] = field(default_factory=tuple)
     # Explicit rather than sniffed from the signature: a context-free tool stays
     # ``run(args)``, and a tool that needs per-run state says so where it is declared.
     takes_context: bool = False
