@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
+from unfold.admin import ModelAdmin
 
 from agents.errors import ApiError
 from agents.lifecycle import is_terminal
@@ -21,7 +22,7 @@ TIMELINE_MAX_EVENTS = 2000
 
 
 @admin.register(Provider)
-class ProviderAdmin(admin.ModelAdmin):
+class ProviderAdmin(ModelAdmin):
     list_display = ["name", "kind", "base_url", "api_key", "timeout_s", "max_retries"]
     list_filter = ["kind"]
     search_fields = ["name"]
@@ -29,7 +30,7 @@ class ProviderAdmin(admin.ModelAdmin):
 
 
 @admin.register(PriceOverride)
-class PriceOverrideAdmin(admin.ModelAdmin):
+class PriceOverrideAdmin(ModelAdmin):
     """Prices for models genai-prices does not know; an override wins over the table."""
 
     list_display = [
@@ -45,7 +46,7 @@ class PriceOverrideAdmin(admin.ModelAdmin):
 
 
 @admin.register(ModelCall)
-class ModelCallAdmin(admin.ModelAdmin):
+class ModelCallAdmin(ModelAdmin):
     """The cost ledger, read-only: one row per model request."""
 
     list_display = [
@@ -76,7 +77,7 @@ class ModelCallAdmin(admin.ModelAdmin):
 
 
 @admin.register(Agent)
-class AgentAdmin(admin.ModelAdmin):
+class AgentAdmin(ModelAdmin):
     list_display = ["slug", "name", "provider", "model_name", "is_active", "version"]
     list_filter = ["is_active", "provider"]
     search_fields = ["slug", "name"]
@@ -158,7 +159,7 @@ class TestRunForm(forms.Form):
 
 
 @admin.register(Run)
-class RunAdmin(admin.ModelAdmin):
+class RunAdmin(ModelAdmin):
     list_display = [
         "id",
         "agent",
@@ -275,7 +276,7 @@ class RunAdmin(admin.ModelAdmin):
 
 
 @admin.register(Thread)
-class ThreadAdmin(admin.ModelAdmin):
+class ThreadAdmin(ModelAdmin):
     list_display = ["id", "agent", "owner", "title", "created_at"]
 
 

@@ -62,6 +62,9 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "daphne",
+    # unfold before django.contrib.admin: its templates override the stock admin's.
+    "unfold",
+    "unfold.contrib.filters",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -77,6 +80,7 @@ INSTALLED_APPS = [
     "secrets_vault",
     "moderation",
     "monitoring",
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -265,6 +269,18 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Control plane for LLM agents.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Admin console (django-unfold; every asset is served from its static files, no CDN) ---
+
+UNFOLD = {
+    "SITE_TITLE": "Switchyard",
+    "SITE_HEADER": "Switchyard",
+    "SITE_SUBHEADER": "Operator's console",
+    "SITE_SYMBOL": "hub",
+    "SITE_URL": "/admin/",
+    "SHOW_VIEW_ON_SITE": False,
+    "SIDEBAR": {"show_search": True, "navigation": "console.navigation.sidebar"},
 }
 
 # --- Static files, i18n -----------------------------------------------------------------

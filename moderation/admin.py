@@ -11,6 +11,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from unfold.admin import ModelAdmin, StackedInline
 
 from agents.errors import ApiError
 from moderation.models import Flag, Policy, Rule, Stage
@@ -31,7 +32,7 @@ class RuleForm(forms.ModelForm):
         fields = ["order", "name", "kind", "params", "stages", "action", "severity", "is_active"]
 
 
-class RuleInline(admin.StackedInline):
+class RuleInline(StackedInline):
     model = Rule
     form = RuleForm
     extra = 0
@@ -39,7 +40,7 @@ class RuleInline(admin.StackedInline):
 
 
 @admin.register(Policy)
-class PolicyAdmin(admin.ModelAdmin):
+class PolicyAdmin(ModelAdmin):
     list_display = ["name", "fail_mode", "rule_count", "updated_at"]
     search_fields = ["name", "description"]
     readonly_fields = ["created_at", "updated_at"]
@@ -108,7 +109,7 @@ def _bulk(decision: str, label: str) -> Any:
 
 
 @admin.register(Flag)
-class FlagAdmin(admin.ModelAdmin):
+class FlagAdmin(ModelAdmin):
     form = FlagForm
     list_display = [
         "created_at",

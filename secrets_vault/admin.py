@@ -19,6 +19,7 @@ from django.urls import path, reverse
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from unfold.admin import ModelAdmin, TabularInline
 
 from agents.errors import ApiError
 from secrets_vault import selectors, services
@@ -88,7 +89,7 @@ class SecretRotateForm(forms.Form):
         return data
 
 
-class SecretVersionInline(admin.TabularInline):
+class SecretVersionInline(TabularInline):
     model = SecretVersion
     fields = ["version", "state", "masked_hint", "kek_id", "created_by", "created_at"]
     readonly_fields = fields
@@ -110,7 +111,7 @@ class SecretVersionInline(admin.TabularInline):
 
 
 @admin.register(Secret)
-class SecretAdmin(admin.ModelAdmin):
+class SecretAdmin(ModelAdmin):
     list_display = [
         "name",
         "current_version",
@@ -289,7 +290,7 @@ def _versions_without_ciphertext() -> Any:
 
 
 @admin.register(SecretVersion)
-class SecretVersionAdmin(admin.ModelAdmin):
+class SecretVersionAdmin(ModelAdmin):
     list_display = [
         "secret",
         "version",
@@ -390,7 +391,7 @@ class SecretVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(SecretAccessEvent)
-class SecretAccessEventAdmin(admin.ModelAdmin):
+class SecretAccessEventAdmin(ModelAdmin):
     list_display = [
         "created_at",
         "secret_name",
