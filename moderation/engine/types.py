@@ -28,6 +28,7 @@ SECRET_TYPES = (
     "slack_token",
     "stripe_key",
     "google_api_key",
+    "aws_secret_key",
 )
 # Finding kinds whose matched text is itself sensitive: excerpts always hide them.
 SENSITIVE_KINDS = frozenset(PII_TYPES) | frozenset(SECRET_TYPES) | {"known_secret"}

@@ -31,6 +31,7 @@ PHONE_DE = "+49 30 1234567"
 IPV4 = "192.168.10.25"
 IPV6 = "2001:db8:85a3::8a2e:370:7334"
 AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
+AWS_SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/" + "bPxRfiCYEXAMPLEKEY"
 GITHUB_TOKEN = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
 OPENAI_KEY = "sk-proj-" + "Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z"
 ANTHROPIC_KEY = "sk-ant-api03-" + "Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0Fe"
@@ -55,6 +56,8 @@ SENSITIVE_VALUES = {
     "ipv4": IPV4,
     "ipv6": IPV6,
     "aws_access_key": AWS_KEY,
+    # Found only with AWS context earlier on the same line; the finding is the key alone.
+    "aws_secret_key": f"aws_secret_access_key={AWS_SECRET_KEY}",
     "github_token": GITHUB_TOKEN,
     "openai_key": OPENAI_KEY,
     "anthropic_key": ANTHROPIC_KEY,

@@ -112,3 +112,95 @@ def test_known_secret_values_are_found_but_never_shown() -> None:
 def test_a_known_secret_outranks_a_provider_key_pattern() -> None:
     policy = Policy(samples.rich_policy().rules[:2], known_secrets=[samples.AWS_KEY])
     assert kinds(policy, f"id {samples.AWS_KEY}") == ["known_secret"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "aws_secret_access_key = {key}",
+        "export AWS_SECRET_ACCESS_KEY={key}",
+        'AWS_SECRET_ACCESS_KEY="{key}"',
+        '{{"Credentials": {{"AccessKeyId": "ASIAIOSFODNN7EXAMPLE", "SecretAccessKey": "{key}"}}}}',
+        "s3 = boto3.client('s3', aws_access_key_id=kid, aws_secret_access_key='{key}')",
+        "AWS secret: {key}",
+    ],
+)
+def test_an_aws_secret_key_is_found_with_aws_context_on_its_line(
+    default_policy: Policy, line: str
+) -> None:
+    text = line.format(key=samples.AWS_SECRET_KEY)
+    findings = [f for f in default_policy.scan(text, "output").findings]
+    secret = [f for f in findings if f.kind == "aws_secret_key"]
+    assert len(secret) == 1
+    assert text[secret[0].start : secret[0].end] == samples.AWS_SECRET_KEY
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "token {key}",  # no AWS context
+        "aws_secret_access_key is configured below\n{key}",  # context on another line
+        "aws s3 ls: etag 3f786850e387550fdab836ed7e6dc881de23001b",  # a hex digest
+        "AWS commit 9FB0A2C1D3E4F5A6B7C8D9E0F1A2B3C4D5E6F7A8",  # upper-case hex
+    ],
+)
+def test_a_40_character_token_without_aws_context_is_not_a_secret_key(
+    default_policy: Policy, text: str
+) -> None:
+    assert kinds(default_policy, text.format(key=samples.AWS_SECRET_KEY)) == []
+
+
+def test_a_gcp_service_account_private_key_with_escaped_newlines_is_redacted(
+    default_policy: Policy,
+) -> None:
+    body = "\\n".join(samples.PEM.splitlines()[1:-1])
+    key = f"-----BEGIN PRIVATE KEY-----\\n{body}\\n-----END PRIVATE KEY-----\\n"
+    text = f'{{"type": "service_account", "project_id": "demo", "private_key": "{key}"}}'
+    result = default_policy.scan(text, "output")
+    assert [f.kind for f in result.findings] == ["pem_private_key"]
+    assert "MIIB" not in result.text
+    assert result.text.endswith('"private_key": "[REDACTED:pem_private_key]\\n"}')
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "-----BEGIN RSA PRIVATE KEY-----\n-----END RSA PRIVATE KEY-----",
+        "A key file starts with -----BEGIN PRIVATE KEY----- and has base64 lines after it",
+        "the footer is -----END PRIVATE KEY----- on its own line",
+        '"private_key": "-----BEGIN PRIVATE KEY-----\\n<redacted>\\n-----END PRIVATE KEY-----"',
+    ],
+)
+def test_a_pem_header_or_footer_without_key_material_is_not_reported(
+    default_policy: Policy, text: str
+) -> None:
+    assert kinds(default_policy, text) == []
+
+
+@pytest.mark.parametrize(
+    "number", ["1-800-555-0199", "1 (415) 555-0132", "1.415.555.0132", "1 415 555 0132"]
+)
+def test_a_nanp_number_with_a_leading_country_digit_is_a_phone(
+    default_policy: Policy, number: str
+) -> None:
+    text = f"call {number} today"
+    (finding,) = default_policy.scan(text, "output").findings
+    assert (finding.kind, text[finding.start : finding.end]) == ("phone", number)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Tel 06 6982 1234", ["phone"]),  # Italian landline, trunk 0 kept
+        ("Tel +39 06 6982 1234", ["phone"]),
+        ("Tel +44 11 2345 678", []),  # no UK number starts 011
+        ("Tel +1 123 456 7890", []),  # NANP area codes never start with 1
+        ("Tel +49 1 2", []),
+        ("SSN 078-05-1120 is the famous wallet sample", []),  # neither SSN nor phone
+        ("IBAN DE89 3704 0044 0532 0130", []),  # too short for a German IBAN
+    ],
+)
+def test_phone_and_iban_candidates_are_validated_by_the_libraries(
+    default_policy: Policy, text: str, expected: list[str]
+) -> None:
+    assert kinds(default_policy, text) == expected

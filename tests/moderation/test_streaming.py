@@ -105,3 +105,14 @@ def test_findings_offsets_are_relative_to_the_whole_stream() -> None:
 
 def test_policy_reports_its_maximum_match_length(default_policy: Policy) -> None:
     assert 4000 <= default_policy.max_match_length <= 6000
+
+
+def test_an_aws_secret_key_split_across_chunks_is_never_released(
+    default_policy: Policy,
+) -> None:
+    text = f"[default]\naws_secret_access_key = {samples.AWS_SECRET_KEY}\nregion = eu-west-1"
+    cut = text.index(samples.AWS_SECRET_KEY) + 17
+    out, moderator = run(default_policy, [text[:cut], text[cut:]])
+    assert "".join(out) == default_policy.scan(text, "output").text
+    assert "[REDACTED:aws_secret_key]" in "".join(out)
+    assert not any(samples.AWS_SECRET_KEY[:12] in piece for piece in out)
