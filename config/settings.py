@@ -281,7 +281,12 @@ UNFOLD = {
     "SITE_URL": "/admin/",
     "SHOW_VIEW_ON_SITE": False,
     "SIDEBAR": {"show_search": True, "navigation": "console.navigation.sidebar"},
+    "STYLES": ["console.navigation.stylesheet"],
+    "SCRIPTS": ["console.navigation.script"],
 }
+# unfold's login form posts no "next": without this a login from /admin/login/ itself lands
+# on Django's default /accounts/profile/.
+LOGIN_REDIRECT_URL = "admin:index"
 
 # --- Static files, i18n -----------------------------------------------------------------
 

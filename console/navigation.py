@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpRequest
+from django.templatetags.static import static
 from django.urls import reverse_lazy
 
 
@@ -74,3 +75,11 @@ def sidebar(request: HttpRequest) -> list[dict[str, Any]]:
             ],
         },
     ]
+
+
+def stylesheet(request: HttpRequest) -> str:
+    return static("console/console.css")
+
+
+def script(request: HttpRequest) -> str:
+    return static("console/console.js")

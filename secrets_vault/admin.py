@@ -20,6 +20,7 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from unfold.admin import ModelAdmin, TabularInline
+from unfold.widgets import UnfoldAdminPasswordWidget
 
 from agents.errors import ApiError
 from secrets_vault import selectors, services
@@ -31,7 +32,7 @@ class SecretValueFormField(forms.CharField):
     """A password input that never renders a value, cleaned into a ``SecretValue``."""
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("widget", forms.PasswordInput(render_value=False))
+        kwargs.setdefault("widget", UnfoldAdminPasswordWidget(render_value=False))
         kwargs.setdefault("strip", False)
         kwargs.setdefault("max_length", services.MAX_VALUE_CHARS)
         super().__init__(**kwargs)
@@ -122,7 +123,7 @@ class SecretAdmin(ModelAdmin):
     ]
     search_fields = ["name", "description"]
     list_filter = ["show_hint"]
-    filter_horizontal = ["agents"]
+    autocomplete_fields = ["agents"]
     inlines = [SecretVersionInline]
     actions = ["rotate_selected"]
     change_readonly = ["name", "current_version", "last_rotated_at", "created_at", "updated_at"]

@@ -48,7 +48,7 @@ def admin_page(browser: Any, stack: Stack) -> Any:
     page.goto(f"{stack.base_url}/admin/login/")
     page.fill("#id_username", "admin")
     page.fill("#id_password", stack.admin_password)
-    page.click("input[type=submit]")
+    page.click("#login-form button[type=submit]")
     page.wait_for_url(f"{stack.base_url}/admin/")
     return page
 
@@ -75,17 +75,31 @@ def test_a_test_run_started_from_the_agent_page_streams_its_text_live(
     )
     assert page.locator("#run-live-state").get_attribute("data-status") != "succeeded"
     assert "word149" not in timeline.text_content()
-    # And it ends with the whole answer and the succeeded status
+    field = page.locator("#run-fields [data-field=finished_at]")
+    assert field.text_content() == "-"
+    # And it ends with the succeeded status and every field updated without a reload
     page.wait_for_function(
-        "document.querySelector('#run-live-state').dataset.status === 'succeeded'",
-        timeout=20_000,
+        "document.querySelector('#run-live').dataset.synced === 'succeeded'", timeout=20_000
     )
-    text = timeline.text_content()
-    assert "word149" in text and "that is all I can say offline" in text
+    assert page.locator("#run-live-state").text_content() == "succeeded"
+    output = page.locator("#run-output").text_content()
+    assert "word149" in output and "that is all I can say offline" in output
+    assert field.text_content() != "-" and field.text_content().count(":") == 2  # seconds
+    assert page.locator("[data-field=duration]").text_content().endswith(" s")
+    assert int(page.locator("[data-field=input_tokens]").text_content()) > 0
+    assert int(page.locator("[data-field=output_tokens]").text_content()) > 0
+    assert page.locator("[data-field=requests]").text_content() == "1"
+    # And the answer is shown once: the timeline folds the message that is the output
+    assert "word149" not in timeline.text_content()
     assert page.locator("#run-cancel-form").is_hidden()
-    # And a reload renders the same timeline from the log, without a cancel button
+    # And a reload renders the same page from the log, without a cancel button
     page.reload()
-    assert "word149" in page.locator("#run-timeline").text_content()
+    assert "word149" in page.locator("#run-output").text_content()
+    assert page.locator("#run-fields [data-field=finished_at]").text_content() != "-"
+    # And the timeline filter hides a kind of event
+    page.uncheck("#run-timeline-filter input[value=run]")
+    assert page.locator("#run-timeline .tl-run").first.is_hidden()
+    assert page.locator("#run-timeline .tl-message").first.is_visible()
     page.close()
 
 
