@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from celery import Celery
 from celery.signals import worker_init
+from django_structlog.celery.signals import modify_context_before_task_publish
+from django_structlog.celery.steps import DjangoStructLogInitStep
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -19,3 +22,21 @@ def _serve_metrics(**kwargs: object) -> None:
     from monitoring.worker import serve_worker_metrics
 
     serve_worker_metrics(**kwargs)
+
+
+# django-structlog: the publisher's request id travels in the task's headers, and the
+# worker binds it with the task id before the task runs (DESIGN section 10). The worker
+# step connects the worker-side receivers; DJANGO_STRUCTLOG_CELERY_ENABLED the
+# publisher's.
+app.steps["worker"].add(DjangoStructLogInitStep)
+
+
+def _carry_log_context(context: dict[str, Any], **kwargs: object) -> None:
+    from agents.runtime.executors import carried_log_context
+
+    carried = carried_log_context(context)
+    context.clear()
+    context.update(carried)
+
+
+modify_context_before_task_publish.connect(_carry_log_context, weak=False)

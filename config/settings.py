@@ -8,6 +8,7 @@ Every variable is documented in ``.env.example`` and ``docs/configuration.md``.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from pathlib import Path
 
@@ -76,6 +77,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "channels",
     "django_prometheus",
+    "django_structlog",
     "agents",
     "secrets_vault",
     "moderation",
@@ -320,6 +322,14 @@ if not DEBUG:
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOG_FORMAT = env.str("LOG_FORMAT", default="console" if DEBUG else "json")
 LOGGING_CONFIG = None  # monitoring.logging configures logging (structlog) at app start.
+# django-structlog (monitoring/middleware.py, config/celery.py): one request_finished line
+# per request; the request id rides in Celery task headers into the worker's lines.
+DJANGO_STRUCTLOG_CELERY_ENABLED = True
+# The start of a request adds nothing the finish line lacks (its id, path, user, status).
+DJANGO_STRUCTLOG_STATUS_START_LOG_LEVEL = logging.DEBUG
+# A run's task ends with our run_finished line (run id, status, events); task_succeeded
+# would repeat it. Failures, retries and rejections keep their warning/error levels.
+DJANGO_STRUCTLOG_CELERY_TASK_SUCCESS_LOG_LEVEL = logging.DEBUG
 
 from monitoring.logging import configure_logging  # noqa: E402  (needs the values above)
 

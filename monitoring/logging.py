@@ -58,8 +58,9 @@ def configure_logging(*, level: str = "INFO", fmt: str = "console") -> None:
                 "daphne": {"level": "WARNING"},
                 "httpx": {"level": "WARNING"},
                 "httpcore": {"level": "WARNING"},
-                # A run logs one line of ours (run_finished: run id, status, events);
-                # Celery's "received" and "succeeded" lines per task would triple that.
+                # django-structlog logs each task's start (with the request id that
+                # published it) and our runtime its end (run_finished); Celery's own
+                # "received" and "succeeded" lines would repeat both without the ids.
                 # Failures and retries are warnings or errors, and still show.
                 "celery.app.trace": {"level": "WARNING"},
                 "celery.worker.strategy": {"level": "WARNING"},

@@ -10,7 +10,7 @@ import contextvars
 import threading
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import structlog
@@ -58,6 +58,26 @@ async def _reap_periodically() -> None:
         await asyncio.sleep(settings.REAPER_INTERVAL_S)
 
 
+def carried_log_context(context: Mapping[str, Any]) -> dict[str, Any]:
+    """What of the caller's log context the work it starts (a run, a Celery task) carries.
+
+    The request id and user, so that ``grep <request id>`` over web and worker logs shows
+    the whole story, and the publishing task's id as ``parent_task_id``. Nothing else:
+    ``run_id`` and ``agent`` belong to the run being logged, not to the one that started
+    it. Work started from inside a run (a finished run starting the next queued one of its
+    agent) was not asked for by that run's request, so it names the run instead.
+    """
+    carried = {k: context[k] for k in ("request_id", "user_id") if k in context}
+    for key in ("task_id", "parent_task_id"):
+        if key in context:
+            carried["parent_task_id"] = context[key]
+            break
+    if "run_id" in context:
+        carried.pop("request_id", None)
+        carried["started_by_run_id"] = context["run_id"]
+    return carried
+
+
 def enqueue_run(run_id: uuid.UUID) -> None:
     if settings.RUN_EXECUTOR == "celery":
         from agents.tasks import execute_run_task
@@ -73,11 +93,14 @@ def _start_in_process(run_id: uuid.UUID) -> None:
     loop = _server_loop
     if loop is None or loop.is_closed():
         raise RuntimeError("The in-process executor has no running event loop to start runs on.")
+    # A fresh context: the caller's (a request thread's) would carry asgiref's "inside
+    # sync_to_async" markers into the run. Of its log bindings only the request id goes.
+    context = contextvars.Context()
+    bindings = carried_log_context(structlog.contextvars.get_contextvars())
+    context.run(structlog.contextvars.bind_contextvars, **bindings)
 
     def spawn() -> None:
-        # A fresh context: the caller's (a request thread's) would carry asgiref's
-        # "inside sync_to_async" markers and the request's log bindings into the run.
-        task = loop.create_task(execute_run(run_id), context=contextvars.Context())
+        task = loop.create_task(execute_run(run_id), context=context)
         _inflight.add(task)  # keep a reference until done, or the task may be collected
         task.add_done_callback(_forget)
 

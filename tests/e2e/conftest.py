@@ -111,6 +111,7 @@ def base_env(tmp: Path) -> dict[str, str]:
         ADMIN_PASSWORD="e2e-admin-password",
         PYTHONUNBUFFERED="1",
         LOG_LEVEL="INFO",
+        LOG_FORMAT="json",  # production's format, which tests/e2e/test_log_trail_e2e.py reads
     )
     return env
 
