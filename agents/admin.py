@@ -14,9 +14,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 from unfold.admin import ModelAdmin
 
-from agents.errors import ApiError
 from agents.lifecycle import is_terminal
 from agents.models import Agent, ModelCall, PriceOverride, Provider, Run, RunEvent, Thread
+from core.errors import ApplicationError
 
 # The live view renders at most this many stored events; the page's script fetches the
 # rest over the WebSocket (a 10,000-delta run stays a light page).
@@ -150,7 +150,7 @@ class AgentAdmin(ModelAdmin):
             return HttpResponseRedirect(change_url)
         try:
             run, _ = run_create(agent=agent, owner=request.user, input=form.cleaned_data["input"])
-        except ApiError as exc:
+        except ApplicationError as exc:
             messages.error(request, exc.message)
             return HttpResponseRedirect(change_url)
         return HttpResponseRedirect(reverse("admin:agents_run_change", args=[run.pk]))
@@ -274,7 +274,7 @@ class RunAdmin(ModelAdmin):
 
         try:
             status = run_cancel(run_id=run.pk, actor=request.user)
-        except ApiError as exc:
+        except ApplicationError as exc:
             messages.warning(request, f"{run.pk}: {exc.message}")
         else:
             messages.success(request, f"{run.pk}: {status}.")

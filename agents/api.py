@@ -11,7 +11,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.errors import ApiError
 from agents.models import Agent, Thread
 from agents.selectors import agents_visible_to, events_after, run_for_user, runs_visible_to
 from agents.serializers import (
@@ -25,6 +24,7 @@ from agents.serializers import (
     ThreadSerializer,
 )
 from agents.services import run_cancel, run_create, thread_create
+from core.errors import ApplicationError, ConflictError, NotFoundError
 
 IDEMPOTENCY_KEY_MAX = 255
 
@@ -42,24 +42,22 @@ class AgentRunCreateView(APIView):
         agent = agents_visible_to(request.user).filter(slug=slug).first()
         if agent is None:
             if Agent.objects.filter(slug=slug, is_active=False).exists():
-                raise ApiError(
-                    "agent_inactive",
-                    f"Agent '{slug}' is not active.",
-                    http_status=status.HTTP_409_CONFLICT,
-                )
-            raise ApiError("agent_not_found", f"No agent '{slug}'.", http_status=404)
+                raise ConflictError("agent_inactive", f"Agent '{slug}' is not active.")
+            raise NotFoundError("agent_not_found", f"No agent '{slug}'.")
         body = RunCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         key = request.headers.get("Idempotency-Key") or None
         if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
-            raise ApiError("invalid_idempotency_key", "Idempotency-Key is too long (max 255).")
+            raise ApplicationError(
+                "invalid_idempotency_key", "Idempotency-Key is too long (max 255)."
+            )
         thread = None
         if "thread" in body.validated_data:
             thread = Thread.objects.filter(
                 pk=body.validated_data["thread"], owner=request.user
             ).first()
             if thread is None:
-                raise ApiError("thread_not_found", "No such thread.", http_status=404)
+                raise NotFoundError("thread_not_found", "No such thread.")
         run, created = run_create(
             agent=agent,
             owner=request.user,
@@ -94,7 +92,7 @@ class RunDetailView(RetrieveAPIView):
     def get_object(self) -> Any:
         run = run_for_user(self.request.user, self.kwargs["run_id"])
         if run is None:
-            raise ApiError("not_found", "No such run.", http_status=404)
+            raise NotFoundError("not_found", "No such run.")
         return run
 
 
@@ -109,7 +107,7 @@ class RunEventsView(APIView):
     def get(self, request: Request, run_id: str) -> Response:
         run = run_for_user(request.user, run_id)
         if run is None:
-            raise ApiError("not_found", "No such run.", http_status=404)
+            raise NotFoundError("not_found", "No such run.")
         query = EventsQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         after, limit = query.validated_data["after"], query.validated_data["limit"]
@@ -133,7 +131,7 @@ class RunCancelView(APIView):
     def post(self, request: Request, run_id: str) -> Response:
         run = run_for_user(request.user, run_id)
         if run is None:
-            raise ApiError("not_found", "No such run.", http_status=404)
+            raise NotFoundError("not_found", "No such run.")
         result = run_cancel(run_id=run.id, actor=request.user)
         code = status.HTTP_200_OK if result == "cancelled" else status.HTTP_202_ACCEPTED
         return Response({"run": str(run.id), "status": result}, status=code)
@@ -146,7 +144,7 @@ class ThreadCreateView(APIView):
         body.is_valid(raise_exception=True)
         agent = agents_visible_to(request.user).filter(slug=body.validated_data["agent"]).first()
         if agent is None:
-            raise ApiError("agent_not_found", "No such agent.", http_status=404)
+            raise NotFoundError("agent_not_found", "No such agent.")
         thread = thread_create(
             agent=agent, owner=request.user, title=body.validated_data.get("title", "")
         )
@@ -162,7 +160,7 @@ class ThreadDetailView(RetrieveAPIView):
             pk=_uuid_or_none(self.kwargs["thread_id"]), owner=self.request.user
         ).first()
         if thread is None:
-            raise ApiError("not_found", "No such thread.", http_status=404)
+            raise NotFoundError("not_found", "No such thread.")
         return thread
 
 

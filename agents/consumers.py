@@ -20,10 +20,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from agents import shutdown
-from agents.errors import ApiError
 from agents.selectors import run_for_user
 from agents.streaming import Frame, RunStream, TooSlow
 from agents.transport import WriteBuffer, write_buffer_of
+from core.errors import ApplicationError
 from monitoring import metrics
 
 log = structlog.get_logger(__name__)
@@ -173,8 +173,8 @@ class RunStreamConsumer(AsyncWebsocketConsumer):
             result = await database_sync_to_async(run_cancel)(
                 run_id=self.stream.cursor.run_id, actor=self.scope["user"]
             )
-        except ApiError as exc:  # the run already ended: same answer as the REST 409
-            await self._send_error(exc.error_code, exc.message)
+        except ApplicationError as exc:  # the run already ended: same answer as the REST 409
+            await self._send_error(exc.code, exc.message)
             return
         await self.send(text_data=json.dumps({"type": "cancel.accepted", "status": result}))
 

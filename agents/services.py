@@ -17,12 +17,11 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
-from rest_framework import status as http
 
-from agents.errors import ApiError
 from agents.lifecycle import EVENT_FOR_STATUS, TERMINAL, RunStatus, sources_of
 from agents.models import Agent, ModelCall, Run, RunEvent, Thread
 from agents.runtime.events import envelope_of, next_seq_sync, publish_sync
+from core.errors import ApplicationError, ConflictError, QuotaExhaustedError
 from monitoring import metrics
 
 LIMIT_FIELDS = (
@@ -46,7 +45,7 @@ def merge_limits(ceiling: dict[str, Any], requested: dict[str, Any]) -> dict[str
     """Per-run limits may lower the agent's, never raise them."""
     unknown = sorted(set(requested) - set(LIMIT_FIELDS))
     if unknown:
-        raise ApiError(
+        raise ApplicationError(
             "invalid_limits",
             f"Unknown limits: {', '.join(unknown)}.",
             details={"known": list(LIMIT_FIELDS)},
@@ -56,12 +55,12 @@ def merge_limits(ceiling: dict[str, Any], requested: dict[str, Any]) -> dict[str
         try:
             wanted = Decimal(str(value))
         except (ArithmeticError, ValueError):
-            raise ApiError("invalid_limits", f"{name} must be a number.") from None
+            raise ApplicationError("invalid_limits", f"{name} must be a number.") from None
         if wanted <= 0:
-            raise ApiError("invalid_limits", f"{name} must be positive.")
+            raise ApplicationError("invalid_limits", f"{name} must be positive.")
         cap = ceiling.get(name)
         if cap is not None and wanted > Decimal(str(cap)):
-            raise ApiError("invalid_limits", f"{name} may not exceed the agent's {cap}.")
+            raise ApplicationError("invalid_limits", f"{name} may not exceed the agent's {cap}.")
         merged[name] = str(wanted) if name == "max_cost_usd" else int(wanted)
     return merged
 
@@ -160,33 +159,27 @@ def run_create(
     existing run comes back with ``created=False``, also under concurrent duplicates.
     """
     if not agent.is_active:
-        raise ApiError(
-            "agent_inactive",
-            f"Agent '{agent.slug}' is not active.",
-            http_status=http.HTTP_409_CONFLICT,
-        )
+        raise ConflictError("agent_inactive", f"Agent '{agent.slug}' is not active.")
     if len(input) > settings.RUN_MAX_INPUT_CHARS:
-        raise ApiError(
+        raise ApplicationError(
             "input_too_long",
             f"input is {len(input)} characters; the limit is {settings.RUN_MAX_INPUT_CHARS}.",
-            http_status=http.HTTP_400_BAD_REQUEST,
         )
     if idempotency_key:
         existing = Run.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
         if existing is not None:
             return existing, False
     if thread is not None and thread.agent_id != agent.pk:
-        raise ApiError("thread_agent_mismatch", "The thread belongs to another agent.")
+        raise ApplicationError("thread_agent_mismatch", "The thread belongs to another agent.")
     config = agent_config_snapshot(agent)
     config["limits"] = merge_limits(config["limits"], limits or {})
     if (
         agent.monthly_budget_usd is not None
         and agent_month_spend(agent.pk) >= agent.monthly_budget_usd
     ):
-        raise ApiError(
+        raise QuotaExhaustedError(
             "budget_exhausted",
             f"Agent '{agent.slug}' has spent its monthly budget of ${agent.monthly_budget_usd}.",
-            http_status=http.HTTP_402_PAYMENT_REQUIRED,
         )
     try:
         with transaction.atomic():
@@ -279,11 +272,7 @@ def run_cancel(*, run_id: uuid.UUID, actor: AbstractBaseUser | None = None) -> s
     current = Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
     if current in {RunStatus.CANCELLING, RunStatus.CANCELLED}:
         return current
-    raise ApiError(
-        "run_finished",
-        f"The run already ended with status '{current}'.",
-        http_status=http.HTTP_409_CONFLICT,
-    )
+    raise ConflictError("run_finished", f"The run already ended with status '{current}'.")
 
 
 def api_token_create(*, user: AbstractBaseUser) -> str:

@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from unfold.admin import ModelAdmin, StackedInline
 
-from agents.errors import ApiError
+from core.errors import ApplicationError
 from moderation.models import Flag, Policy, Rule, Stage
 from moderation.selectors import AGES, age_filter, flags_queue
 from moderation.services import flag_resolve, flags_resolve
@@ -216,5 +216,5 @@ class FlagAdmin(ModelAdmin):
                 reviewer=request.user,
                 allow_list_entry=form.cleaned_data["allow_list"],
             )
-        except ApiError as exc:
+        except ApplicationError as exc:
             self.message_user(request, exc.message, messages.ERROR)

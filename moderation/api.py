@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.errors import ApiError
+from core.errors import NotFoundError
 from moderation.models import Flag, Policy
 from moderation.selectors import flags_filtered
 from moderation.serializers import (
@@ -48,7 +48,7 @@ class FlagResolveView(APIView):
     def post(self, request: Request, flag_id: int) -> Response:
         flag = Flag.objects.filter(pk=flag_id).first()
         if flag is None:
-            raise ApiError("not_found", "No such flag.", http_status=404)
+            raise NotFoundError("not_found", "No such flag.")
         body = FlagResolveSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         flag = flag_resolve(
@@ -82,5 +82,5 @@ def _policy_by_ref(ref: int | str) -> Policy:
     lookup = {"pk": ref} if isinstance(ref, int) else {"name": ref}
     policy = Policy.objects.filter(**lookup).first()
     if policy is None:
-        raise ApiError("policy_not_found", f"No policy {ref!r}.", http_status=404)
+        raise NotFoundError("policy_not_found", f"No policy {ref!r}.")
     return policy

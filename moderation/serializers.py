@@ -5,7 +5,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from agents.serializers import StrictCharField, StrictSerializer
+from core.serializers import StrictCharField, StrictSerializer
 from moderation.engine import STAGES
 from moderation.models import Flag, Severity, Stage
 from moderation.selectors import AGE_CHOICES

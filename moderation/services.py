@@ -20,9 +20,8 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
-from rest_framework import status as http
 
-from agents.errors import ApiError
+from core.errors import ApplicationError, ConflictError
 from moderation import engine
 from moderation.engine.normalize import normalise_literal
 from moderation.engine.types import SEVERITIES
@@ -213,7 +212,7 @@ def flag_event_payloads(flags: Sequence[Flag], *, tool_name: str = "") -> list[d
 
 def _check_decision(decision: str) -> None:
     if decision not in DECISIONS:
-        raise ApiError(
+        raise ApplicationError(
             "invalid_decision",
             f"decision must be one of {', '.join(DECISIONS)}.",
             details={"decision": decision},
@@ -236,7 +235,7 @@ def rule_allow_list_add(*, rule: Rule, value: str) -> bool:
     try:
         engine.validate_params(rule.kind, params)
     except engine.RuleParamsError as exc:
-        raise ApiError("allow_list_unavailable", str(exc)) from None
+        raise ApplicationError("allow_list_unavailable", str(exc)) from None
     rule.params = params
     rule.save(update_fields=["params", "updated_at"])
     return True
@@ -265,15 +264,14 @@ def flag_resolve(
     now = timezone.now()
     if allow_list_entry:
         if decision != Flag.Status.DISMISSED:
-            raise ApiError(
+            raise ApplicationError(
                 "allow_list_unavailable", "Only a dismissed flag can allow-list its value."
             )
         if not locked.allow_candidate or locked.rule_id is None:
-            raise ApiError(
+            raise ConflictError(
                 "allow_list_unavailable",
                 "This flag's value cannot be allow-listed from the queue (sensitive kind, "
                 "built-in or deleted rule); edit the rule's allow list instead.",
-                http_status=http.HTTP_409_CONFLICT,
             )
         rule = Rule.objects.select_for_update().get(pk=locked.rule_id)
         rule_allow_list_add(rule=rule, value=locked.allow_candidate)
@@ -319,9 +317,9 @@ def flags_resolve(
 def adhoc_rules_parse(raw: Any) -> list[engine.RuleSpec]:
     """Rules given inline (check endpoint), validated with one message per bad rule."""
     if not isinstance(raw, list) or not raw:
-        raise ApiError("invalid_rules", "rules must be a non-empty list of rule objects.")
+        raise ApplicationError("invalid_rules", "rules must be a non-empty list of rule objects.")
     if len(raw) > MAX_ADHOC_RULES:
-        raise ApiError("invalid_rules", f"At most {MAX_ADHOC_RULES} rules.")
+        raise ApplicationError("invalid_rules", f"At most {MAX_ADHOC_RULES} rules.")
     specs: list[engine.RuleSpec] = []
     errors: dict[str, str] = {}
     for index, item in enumerate(raw):
@@ -330,7 +328,7 @@ def adhoc_rules_parse(raw: Any) -> list[engine.RuleSpec]:
         except engine.RuleParamsError as exc:
             errors[str(index)] = str(exc)
     if errors:
-        raise ApiError(
+        raise ApplicationError(
             "invalid_rules", "Some rules are not valid; see details.", details={"rules": errors}
         )
     return specs
@@ -380,7 +378,9 @@ def policy_check(
         try:
             compiled = policy_compile(policy)
         except engine.RuleParamsError as exc:
-            raise ApiError("invalid_policy", f"The policy does not compile: {exc}") from None
+            raise ApplicationError(
+                "invalid_policy", f"The policy does not compile: {exc}"
+            ) from None
     else:
         compiled = engine.Policy(adhoc_rules_parse(rules))
     result = compiled.scan(text, stage)

@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django_prometheus.exports import ExportToDjangoView
 
-from agents.errors import json_error
+from core.errors import json_error
 from monitoring.access import metrics_access
 from monitoring.health import readiness
 

@@ -22,7 +22,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.widgets import UnfoldAdminPasswordWidget
 
-from agents.errors import ApiError
+from core.errors import ApplicationError
 from secrets_vault import selectors, services
 from secrets_vault.crypto import SecretValue
 from secrets_vault.models import Secret, SecretAccessEvent, SecretVersion, VersionState
@@ -255,7 +255,7 @@ class SecretAdmin(ModelAdmin):
                         expected_version=form.cleaned_data["expected_version"],
                         actor=request.user,
                     )
-                except ApiError as exc:
+                except ApplicationError as exc:
                     form.add_error(None, exc.message)
                 else:
                     self.log_change(request, secret, f"Rotated to version {version.version}.")
@@ -356,7 +356,7 @@ class SecretVersionAdmin(ModelAdmin):
         for row in queryset.select_related("secret").order_by("secret_id", "version"):
             try:
                 action(secret=row.secret, version=row.version, actor=request.user)
-            except ApiError as exc:
+            except ApplicationError as exc:
                 self.message_user(request, exc.message, messages.WARNING)
                 continue
             self.log_change(request, row, f"{verb.capitalize()} version {row.version}.")

@@ -1,6 +1,6 @@
 """Typed vault errors. Messages name secrets, versions and key ids; never values or keys.
 
-Errors a client can cause are ``ApiError`` subclasses, so the API answers them in the one
+Errors a client can cause are ``ApplicationError`` subclasses, so the API answers them in the one
 error shape; the cryptographic failures are plain exceptions the caller must not swallow.
 """
 
@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest_framework import status
-
-from agents.errors import ApiError
+from core.errors import ConflictError, ForbiddenError, NotFoundError
 
 
 class VaultError(Exception):
@@ -41,24 +39,23 @@ class SecretDecryptionError(VaultError):
         super().__init__(f"Secret '{name}' version {version} cannot be decrypted{key}: {why}.")
 
 
-class SecretNotFoundError(ApiError):
+class SecretNotFoundError(NotFoundError):
     def __init__(self, name: str, version: int | None = None) -> None:
         self.name = name
         self.version = version
         what = f"Secret '{name}'" + (f" has no version {version}" if version else " does not exist")
-        super().__init__("not_found", f"{what}.", http_status=status.HTTP_404_NOT_FOUND)
+        super().__init__("not_found", f"{what}.")
 
 
-class SecretExistsError(ApiError):
+class SecretExistsError(ConflictError):
     def __init__(self, name: str) -> None:
         super().__init__(
             "secret_exists",
             f"A secret named '{name}' already exists.",
-            http_status=status.HTTP_409_CONFLICT,
         )
 
 
-class VersionConflictError(ApiError):
+class VersionConflictError(ConflictError):
     """Check-and-set failed: the secret's current version is not the expected one."""
 
     def __init__(self, *, name: str, expected: int, current: int) -> None:
@@ -68,12 +65,11 @@ class VersionConflictError(ApiError):
         super().__init__(
             "version_conflict",
             f"Secret '{name}' is at version {current}, not {expected}; re-read and retry.",
-            http_status=status.HTTP_409_CONFLICT,
             details=details,
         )
 
 
-class SecretUnavailableError(ApiError):
+class SecretUnavailableError(ConflictError):
     """The requested version exists but is disabled or destroyed."""
 
     def __init__(self, *, name: str, version: int, state: str) -> None:
@@ -83,17 +79,15 @@ class SecretUnavailableError(ApiError):
         super().__init__(
             "version_unavailable",
             f"Secret '{name}' version {version} is {state}.",
-            http_status=status.HTTP_409_CONFLICT,
             details={"version": version, "state": state},
         )
 
 
-class SecretAccessDeniedError(ApiError):
+class SecretAccessDeniedError(ForbiddenError):
     """The secret is scoped to agents and the caller's agent is not one of them."""
 
     def __init__(self, *, name: str, agent: str) -> None:
         super().__init__(
             "secret_not_allowed",
             f"Agent '{agent}' may not use secret '{name}'.",
-            http_status=status.HTTP_403_FORBIDDEN,
         )

@@ -7,7 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 from agents.models import Agent
-from agents.serializers import StrictSerializer
+from core.serializers import StrictSerializer
 from secrets_vault.crypto import SecretValue
 from secrets_vault.models import Secret, SecretVersion, name_validator
 from secrets_vault.services import MAX_VALUE_CHARS

@@ -20,7 +20,7 @@ from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from agents.errors import ApiError
+from core.errors import ApplicationError
 from secrets_vault.crypto import SecretValue, decrypt_value, encrypt_value, rewrap_dek
 from secrets_vault.errors import (
     SecretAccessDeniedError,
@@ -78,9 +78,11 @@ def _as_value(value: SecretValue | str) -> SecretValue:
     if not isinstance(value, SecretValue):
         raise TypeError("value must be a SecretValue or a str")
     if not value:
-        raise ApiError("invalid_value", "The value must not be empty.")
+        raise ApplicationError("invalid_value", "The value must not be empty.")
     if len(value.reveal()) > MAX_VALUE_CHARS:
-        raise ApiError("invalid_value", f"The value is longer than {MAX_VALUE_CHARS} characters.")
+        raise ApplicationError(
+            "invalid_value", f"The value is longer than {MAX_VALUE_CHARS} characters."
+        )
     return value
 
 
@@ -88,7 +90,7 @@ def _validate_name(name: str) -> None:
     try:
         name_validator(name)
     except ValidationError:
-        raise ApiError("invalid_name", str(name_validator.message)) from None
+        raise ApplicationError("invalid_name", str(name_validator.message)) from None
 
 
 @sensitive_variables("value", "record")
@@ -329,7 +331,7 @@ def secret_reveal(
     goes with it.
     """
     if not purpose or len(purpose) > MAX_PURPOSE_CHARS:
-        raise ApiError("invalid_purpose", f"purpose is 1-{MAX_PURPOSE_CHARS} characters.")
+        raise ApplicationError("invalid_purpose", f"purpose is 1-{MAX_PURPOSE_CHARS} characters.")
     through = Secret.agents.through
     qs = SecretVersion.objects.select_related("secret").filter(secret__name=name)
     qs = (

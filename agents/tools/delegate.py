@@ -32,9 +32,9 @@ class DelegateArgs(BaseModel):
 
 
 def _create_child(parent_id: str, slug: str, text: str, allowed: list[str]) -> uuid.UUID:
-    from agents.errors import ApiError
     from agents.models import Agent, Run
     from agents.services import run_create
+    from core.errors import ApplicationError
 
     if slug not in allowed:
         raise ToolError(f"Delegating to {slug!r} is not allowed; allowed: {', '.join(allowed)}.")
@@ -48,7 +48,7 @@ def _create_child(parent_id: str, slug: str, text: str, allowed: list[str]) -> u
         child, _ = run_create(
             agent=agent, owner=parent.owner, input=text, parent=parent, enqueue=False
         )
-    except ApiError as exc:
+    except ApplicationError as exc:
         raise ToolError(exc.message) from None
     return child.id
 

@@ -365,10 +365,10 @@ async def test_the_cost_limit_stops_the_run_after_the_call_that_crossed_it(
 async def test_a_run_may_lower_but_not_raise_the_agent_limits(
     fake_provider: FakeProviderServer, alice: Any
 ) -> None:
-    from agents.errors import ApiError
+    from core.errors import ApplicationError
 
     agent = await sync_to_async(make_agent)(fake_provider, timeout_s=30)
-    with pytest.raises(ApiError, match="may not exceed"):
+    with pytest.raises(ApplicationError, match="may not exceed"):
         await sync_to_async(run_create)(
             agent=agent, owner=alice, input="x", limits={"timeout_s": 60}, enqueue=False
         )

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from agents.errors import ApiError
+from core.errors import ApplicationError
 from moderation.models import Flag, Policy, Rule
 from moderation.services import (
     flag_record,
@@ -109,9 +109,9 @@ def test_resolving_records_the_reviewer_the_time_and_the_note(
 
 
 def test_an_unknown_decision_is_refused(make_flag: Callable[..., Flag], bob: Any) -> None:
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(ApplicationError) as caught:
         flag_resolve(flag=make_flag(), decision="open", reviewer=bob)
-    assert caught.value.error_code == "invalid_decision"
+    assert caught.value.code == "invalid_decision"
 
 
 def test_dismissing_with_allow_list_adds_the_value_to_the_rule(
@@ -140,15 +140,15 @@ def test_allow_listing_is_refused_for_sensitive_kinds(
     make_flag: Callable[..., Flag], policy: Policy, bob: Any
 ) -> None:
     flag = make_flag(kind="email", rule=policy.rules.get(name="PII"), allow_candidate="")
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(ApplicationError) as caught:
         flag_resolve(flag=flag, decision="dismissed", reviewer=bob, allow_list_entry=True)
-    assert caught.value.error_code == "allow_list_unavailable"
+    assert caught.value.code == "allow_list_unavailable"
     flag.refresh_from_db()
     assert flag.status == "open"
 
 
 def test_allow_listing_needs_a_dismissal(make_flag: Callable[..., Flag], bob: Any) -> None:
-    with pytest.raises(ApiError):
+    with pytest.raises(ApplicationError):
         flag_resolve(
             flag=make_flag(allow_candidate="acme"),
             decision="confirmed",

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from django.db import connections
 
-from agents.errors import ApiError
+from core.errors import ApplicationError
+from core.handlers import status_for
 from secrets_vault.crypto import SecretValue
 from secrets_vault.errors import (
     SecretAccessDeniedError,
@@ -71,13 +72,13 @@ def test_a_duplicate_name_is_a_conflict(make_secret: Callable) -> None:
 
 @pytest.mark.parametrize("name", ["", "has space", "slash/ed", "-lead", "x" * 129])
 def test_an_invalid_name_is_refused(make_secret: Callable, name: str) -> None:
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(ApplicationError) as caught:
         make_secret(name=name)
-    assert caught.value.error_code == "invalid_name"
+    assert caught.value.code == "invalid_name"
 
 
 def test_an_empty_value_is_refused(make_secret: Callable) -> None:
-    with pytest.raises(ApiError, match="empty"):
+    with pytest.raises(ApplicationError, match="empty"):
         make_secret(value="")
 
 
@@ -97,7 +98,7 @@ def test_a_rotation_with_a_stale_expected_version_is_a_409(make_secret: Callable
     secret_rotate(secret=secret, value="second-value")
     with pytest.raises(VersionConflictError) as caught:
         secret_rotate(secret="openai-key", value="third-value", expected_version=1)
-    assert caught.value.status_code == 409 and caught.value.error_code == "version_conflict"
+    assert status_for(caught.value) == 409 and caught.value.code == "version_conflict"
     assert caught.value.details == {"expected_version": 1, "current_version": 2}
     assert Secret.objects.get().current_version == 2
 
@@ -319,7 +320,7 @@ class TestAccessLog:
         )
 
     def test_a_purpose_is_required(self, setup: dict[str, Any]) -> None:
-        with pytest.raises(ApiError):
+        with pytest.raises(ApplicationError):
             secret_reveal(name="openai-key", purpose="", actor=None)
 
 

@@ -9,11 +9,11 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from agents.errors import ApiError
 from agents.models import Agent
 from agents.runtime.executors import remember_server_loop
 from agents.services import run_create
 from agents.streaming import follow
+from core.errors import ApplicationError
 
 
 class Command(BaseCommand):
@@ -53,8 +53,8 @@ class Command(BaseCommand):
         remember_server_loop(asyncio.get_running_loop())
         try:
             run, _ = await sync_to_async(run_create)(agent=agent, owner=user, input=text)
-        except ApiError as exc:
-            raise CommandError(f"{exc.error_code}: {exc.message}") from None
+        except ApplicationError as exc:
+            raise CommandError(f"{exc.code}: {exc.message}") from None
         status = "failed"
         async for event in follow(run.id):
             if as_json:

@@ -1,33 +1,29 @@
-"""One error shape for the whole API: {"error": {"code", "message", "details"}}."""
+"""The one exception handler of the API: every error, ours or DRF's or Django's, in one shape."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.http import Http404, JsonResponse
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler
 
+from core.errors import ApplicationError, error_body
 
-class ApiError(exceptions.APIException):
-    """An error with our own code, raised by services and views."""
-
-    def __init__(
-        self,
-        code: str,
-        message: str,
-        *,
-        http_status: int = status.HTTP_400_BAD_REQUEST,
-        details: Any = None,
-    ) -> None:
-        super().__init__(detail=message, code=code)
-        self.status_code = http_status
-        self.error_code = code
-        self.message = message
-        self.details = details
-
+STATUS_BY_KIND: dict[str, int] = {
+    "invalid": status.HTTP_400_BAD_REQUEST,
+    "not_found": status.HTTP_404_NOT_FOUND,
+    "conflict": status.HTTP_409_CONFLICT,
+    "forbidden": status.HTTP_403_FORBIDDEN,
+    "quota_exhausted": status.HTTP_402_PAYMENT_REQUIRED,
+    "unprocessable": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "rate_limited": status.HTTP_429_TOO_MANY_REQUESTS,
+    "unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
+}
 
 _DEFAULT_CODES: dict[type[Exception], str] = {
     exceptions.ParseError: "malformed_request",
@@ -43,16 +39,30 @@ _DEFAULT_CODES: dict[type[Exception], str] = {
 }
 
 
-def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details}}
+def status_for(error: ApplicationError) -> int:
+    return STATUS_BY_KIND.get(error.kind, status.HTTP_400_BAD_REQUEST)
+
+
+def application_error_response(error: ApplicationError) -> Response:
+    response = Response(
+        error_body(error.code, error.message, error.details), status=status_for(error)
+    )
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    return response
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, reshaped; Django's own 404/403 and oversized bodies included."""
+    """DRF's handler, reshaped; our errors, Django's 404/403/ValidationError and big bodies too."""
+    if isinstance(exc, ApplicationError):
+        return application_error_response(exc)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(as_serializer_error(exc))
     elif isinstance(exc, RequestDataTooBig):
         return Response(
             error_body("request_too_large", "The request body is too large."),
@@ -61,9 +71,6 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     response = exception_handler(exc, context)
     if response is None:
         return None
-    if isinstance(exc, ApiError):
-        response.data = error_body(exc.error_code, exc.message, exc.details)
-        return response
     code = next((c for cls, c in _DEFAULT_CODES.items() if isinstance(exc, cls)), "error")
     if isinstance(exc, exceptions.ValidationError):
         message = "The request is not valid; see details."
@@ -73,7 +80,3 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         details = None
     response.data = error_body(code, message, details)
     return response
-
-
-def json_error(code: str, message: str, http_status: int) -> JsonResponse:
-    return JsonResponse(error_body(code, message), status=http_status)
