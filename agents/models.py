@@ -181,6 +181,9 @@ class Run(models.Model):
         ]
         indexes = [
             models.Index(fields=["agent", "status"]),
+            # Usage over a window, for one agent or for one owner's runs.
+            models.Index(fields=["agent", "created_at"], name="run_agent_created_idx"),
+            models.Index(fields=["owner", "created_at"], name="run_owner_created_idx"),
             # The few unfinished runs among millions: the reaper's and /metrics' queries.
             models.Index(
                 fields=["status", "created_at"],
