@@ -105,23 +105,76 @@ def trie_pattern(terms: Iterable[str]) -> str:
     proportional to the matched prefix instead of the number of terms, and ordering
     longer continuations first gives leftmost-longest matches.
     """
-    root: dict[str, Any] = {}
-    for term in terms:
-        node = root
-        for ch in term:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-    return _emit_trie(root)
+    return _emit_trie(_trie(terms))
 
 
 def _emit_trie(node: dict[str, Any]) -> str:
-    branches = [re.escape(ch) + _emit_trie(child) for ch, child in sorted(node.items()) if ch]
+    branches = [_token_regex(t) + _emit_trie(child) for t, child in sorted(node.items()) if t]
     if not branches:
         return ""
     body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
     if "" in node:
         return f"(?:{body})?"
     return body
+
+
+# Joiners an obfuscated keyword may carry between its letters ("f.u.c.k", "s-h-i-t",
+# "blue_bird", "b*i*r*d", "ca·ta·lan"); between words, any run of spaces and joiners.
+JOINERS = ".-_*\u00b7"
+_JOIN = "[.\\-_*\u00b7]"
+_JOIN_TOKEN = "\0join"
+_SEP_TOKEN = "\0sep"
+_TERM_SPLIT = re.compile(f"[\\s{re.escape(JOINERS)}]+")
+# Whole words: no letter or digit right before (also not across one joiner, so the tail of
+# "un-f.u.c.k" does not match) nor after, even across up to 3 joiners ("f.u.c.k.ing" is
+# an inflection, a different word). Bounded so the stream's lookahead stays bounded.
+_WORD_BEFORE = f"(?<![^\\W_])(?<![^\\W_]{_JOIN})"
+_WORD_AFTER = f"(?!{_JOIN}{{0,3}}[^\\W_])"
+
+
+def joined_term_pattern(terms: Iterable[str], *, whole_word: bool) -> str:
+    """A trie-shaped regex for keyword terms written with joiners.
+
+    Each term is split into words at whitespace and joiners; between two letters of a word
+    zero or more joiners may appear, between two words one or more spaces or joiners.
+    """
+    sequences: list[list[str]] = []
+    for term in terms:
+        words = [w for w in _TERM_SPLIT.split(term) if w]
+        if not words:
+            sequences.append(list(term))  # a term made only of joiners stays literal
+            continue
+        seq: list[str] = []
+        for wi, word in enumerate(words):
+            if wi:
+                seq.append(_SEP_TOKEN)
+            for ci, ch in enumerate(word):
+                if ci:
+                    seq.append(_JOIN_TOKEN)
+                seq.append(ch)
+        sequences.append(seq)
+    body = _emit_trie(_trie(sequences))
+    if not whole_word:
+        return f"(?:{body})"
+    return f"{_WORD_BEFORE}(?:{body}){_WORD_AFTER}"
+
+
+def _token_regex(token: str) -> str:
+    if token == _JOIN_TOKEN:
+        return f"{_JOIN}*"
+    if token == _SEP_TOKEN:
+        return f"[\\s{re.escape(JOINERS)}]+"
+    return re.escape(token)
+
+
+def _trie(sequences: Iterable[Sequence[str]]) -> dict[str, Any]:
+    root: dict[str, Any] = {}
+    for seq in sequences:
+        node = root
+        for token in seq:
+            node = node.setdefault(token, {})
+        node[""] = {}
+    return root
 
 
 def literal_detector(
@@ -137,6 +190,12 @@ def literal_detector(
     body = trie_pattern(sorted(set(literals)))
     pattern = f"(?<!\\w)(?:{body})(?!\\w)" if whole_word else f"(?:{body})"
     return python_detector(kind, pattern, view=view, priority=priority, validate=validate)
+
+
+def keyword_detector(terms: Sequence[str], *, whole_word: bool) -> Detector:
+    """Detector for already-normalised (folded) keyword terms, joiners allowed."""
+    pattern = joined_term_pattern(sorted(set(terms)), whole_word=whole_word)
+    return python_detector("keyword", pattern, view="folded")
 
 
 def re2_detector(

@@ -6,7 +6,7 @@ import asyncio
 import re
 from collections.abc import Callable, Sequence
 
-from .detectors import Detector, literal_detector, re2_detector
+from .detectors import Detector, keyword_detector, re2_detector
 from .external import check_external
 from .injection import injection_detector
 from .normalize import normalise_literal, warm_up
@@ -23,7 +23,7 @@ KNOWN_SECRETS_RULE_ID = "builtin:known_secrets"
 def _keyword_detectors(params: dict) -> list[Detector]:
     terms = [normalise_literal(t, folded=True).strip() for t in params["terms"]]
     terms = [t for t in terms if t]
-    return [literal_detector("keyword", terms, view="folded", whole_word=params["mode"] == "word")]
+    return [keyword_detector(terms, whole_word=params["mode"] == "word")]
 
 
 def _regex_detectors(params: dict) -> list[Detector]:

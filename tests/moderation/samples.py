@@ -77,7 +77,7 @@ def rich_policy() -> Policy:
             "kw",
             "Codenames",
             "keyword",
-            {"terms": ["project falcon", "bluebird"]},
+            {"terms": ["project falcon", "bluebird", "shit"]},
             ALL_STAGES,
             "redact",
         ),

@@ -35,6 +35,30 @@ def test_substring_keywords_match_inside_words() -> None:
     assert spans(policy.scan(text, "input"), text) == ["falcon"]
 
 
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("f.u.c.k you", ["f.u.c.k"]),
+        ("s-h-i-t happens", ["s-h-i-t"]),
+        ("S·H·I·T!", ["S·H·I·T"]),
+        ("**shit**", ["shit"]),
+        ("use blue_bird or BLUE-BIRD", ["blue_bird", "BLUE-BIRD"]),
+        ("see project   falcon", ["project   falcon"]),
+        ("export PROJECT_FALCON=1", ["PROJECT_FALCON"]),
+        ("config.project_falcon.enabled", []),  # glued by joiners into a longer word
+        ("project -- falcon", ["project -- falcon"]),
+        ("fucking, f.u.c.k.i.n.g, shitty, s-h-i-t-t-y, unshit", []),  # inflections
+        ("projectfalcon and project falconer", []),
+    ],
+)
+def test_keywords_match_across_joiners_between_letters_and_words(
+    text: str, found: list[str]
+) -> None:
+    terms = ["fuck", "shit", "bluebird", "project falcon"]
+    policy = Policy([rule("keyword", {"terms": terms})])
+    assert spans(policy.scan(text, "input"), text) == found
+
+
 def test_thousands_of_keywords_compile_and_prefer_the_longest_term() -> None:
     terms = [f"term{i}" for i in range(5000)] + ["project falcon", "project"]
     policy = Policy([rule("keyword", {"terms": terms}, "redact")])

@@ -116,3 +116,20 @@ def test_an_aws_secret_key_split_across_chunks_is_never_released(
     assert "".join(out) == default_policy.scan(text, "output").text
     assert "[REDACTED:aws_secret_key]" in "".join(out)
     assert not any(samples.AWS_SECRET_KEY[:12] in piece for piece in out)
+
+
+def test_a_keyword_with_joiners_is_held_exactly_while_it_could_still_match() -> None:
+    rules = [RuleSpec("k", "k", "keyword", {"terms": ["project falcon"]}, ALL_STAGES, "redact")]
+    moderator = Policy(rules).stream()
+    assert moderator.feed("our project") == "our "  # "project" may still become the term
+    assert moderator.feed(" -  ") == ""  # spaces and joiners between the words
+    assert moderator.feed("fal") == ""
+    # Only the newest character is held now (a combining mark could still attach to it).
+    assert moderator.feed("c.o.n rocks") == "[REDACTED:keyword] rock"
+    assert moderator.feed("; projects ok") == "s; projects o"  # "projects" cannot match
+
+
+def test_a_keyword_with_joiners_split_across_chunks_is_never_released() -> None:
+    rules = [RuleSpec("k", "k", "keyword", {"terms": ["shit"]}, ALL_STAGES, "redact")]
+    out, _ = run(Policy(rules), ["oh s", "-h", "-", "i-", "t! ok"])
+    assert "".join(out) == "oh [REDACTED:keyword]! ok"
