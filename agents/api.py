@@ -129,7 +129,8 @@ class RunCancelView(APIView):
         request=None, responses={200: CancelResultSerializer, 202: CancelResultSerializer}
     )
     def post(self, request: Request, run_id: str) -> Response:
-        run = run_for_user(request.user, run_id)
+        # Cancelling someone else's run is a change to it, not a look at it.
+        run = run_for_user(request.user, run_id, perm="agents.change_run")
         if run is None:
             raise NotFoundError("not_found", "No such run.")
         result = run_cancel(run_id=run.id, actor=request.user)

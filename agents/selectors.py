@@ -19,25 +19,32 @@ from agents.runtime.events import Envelope, envelope_of
 from core.permissions import has_perms
 
 
-def runs_visible_to(user: Any) -> QuerySet[Run]:
-    """Staff see every run; everyone else only their own."""
+def runs_visible_to(user: Any, *, perm: str = "agents.view_run") -> QuerySet[Run]:
+    """A user's own runs, and everyone's for holders of ``perm`` (superusers hold all).
+
+    ``perm`` is what reaching another owner's run takes: viewing it by default, changing
+    it (``agents.change_run``) to cancel it. Staff status alone grants nothing.
+    """
     qs = Run.objects.select_related("agent")
-    return qs if user.is_staff else qs.filter(owner=user)
+    return qs if has_perms(user, perm) else qs.filter(owner=user)
 
 
-def run_for_user(user: Any, run_id: uuid.UUID | str) -> Run | None:
+def run_for_user(
+    user: Any, run_id: uuid.UUID | str, *, perm: str = "agents.view_run"
+) -> Run | None:
     """The run if it exists and the user may see it; None otherwise (callers answer both
     cases alike, so an outsider cannot probe which run ids exist)."""
     try:
         run_uuid = uuid.UUID(str(run_id))
     except ValueError:
         return None
-    return runs_visible_to(user).filter(pk=run_uuid).first()
+    return runs_visible_to(user, perm=perm).filter(pk=run_uuid).first()
 
 
 def agents_visible_to(user: Any) -> QuerySet[Agent]:
+    """Active agents; inactive ones too for holders of ``agents.view_agent``."""
     qs = Agent.objects.select_related("provider")
-    return qs if user.is_staff else qs.filter(is_active=True)
+    return qs if has_perms(user, "agents.view_agent") else qs.filter(is_active=True)
 
 
 def events_after(

@@ -1,17 +1,21 @@
-"""REST API for moderation (staff only): the triage queue, resolving flags, dry-run checks."""
+"""REST API for moderation: the triage queue, resolving flags, dry-run checks.
+
+Authorized by Django model permissions on flags, rules and policies, never by staff status.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import ListAPIView
-from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import NotFoundError
+from core.permissions import ModelPermission, has_perms
 from moderation.models import Flag, Policy
 from moderation.selectors import flags_filtered
 from moderation.serializers import (
@@ -25,7 +29,8 @@ from moderation.services import flag_resolve, policy_check
 
 
 class FlagListView(ListAPIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = [ModelPermission]
+    required_perms = {"GET": ["moderation.view_flag"]}
     serializer_class = FlagSerializer
 
     @extend_schema(parameters=[FlagQuerySerializer])
@@ -42,7 +47,8 @@ class FlagListView(ListAPIView):
 
 
 class FlagResolveView(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = [ModelPermission]
+    required_perms = {"POST": ["moderation.view_flag", "moderation.change_flag"]}
 
     @extend_schema(request=FlagResolveSerializer, responses=FlagSerializer)
     def post(self, request: Request, flag_id: int) -> Response:
@@ -51,6 +57,11 @@ class FlagResolveView(APIView):
             raise NotFoundError("not_found", "No such flag.")
         body = FlagResolveSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        if body.validated_data["allow_list"] and not has_perms(
+            request.user, "moderation.change_rule"
+        ):
+            # Allow-listing edits the rule that matched, which is more than triage.
+            raise PermissionDenied("Allow-listing a value needs moderation.change_rule.")
         flag = flag_resolve(
             flag=flag,
             decision=body.validated_data["decision"],
@@ -62,7 +73,10 @@ class FlagResolveView(APIView):
 
 
 class CheckView(APIView):
-    permission_classes = [IsAdminUser]
+    """A dry run of a policy: reading the policy is all it takes (nothing is stored)."""
+
+    permission_classes = [ModelPermission]
+    required_perms = {"POST": ["moderation.view_policy"]}
 
     @extend_schema(request=CheckSerializer, responses=CheckResultSerializer)
     def post(self, request: Request) -> Response:

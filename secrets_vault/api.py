@@ -1,4 +1,6 @@
-"""REST API for secrets (staff only). Thin views: validate, call a service or selector.
+"""REST API for secrets, behind the model permissions on ``secrets_vault.Secret``.
+
+Thin views: validate, call a service or selector.
 
 The value is write-only: requests may carry it, responses never do. The views render
 JSON only (no browsable API), so no HTML form can echo a submitted value back.
@@ -13,12 +15,12 @@ from django.views.decorators.debug import sensitive_variables
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.permissions import IsAdminUser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.permissions import ModelPermission
 from secrets_vault import selectors, services
 from secrets_vault.errors import SecretNotFoundError
 from secrets_vault.models import Secret
@@ -31,10 +33,17 @@ from secrets_vault.serializers import (
     SecretVersionSerializer,
 )
 
+VIEW = ["secrets_vault.view_secret"]
+CHANGE = ["secrets_vault.view_secret", "secrets_vault.change_secret"]
+
 
 class VaultView(APIView):
-    permission_classes = [IsAdminUser]
+    """Reading needs ``view_secret``; every write also the permission the admin asks for
+    the same action (rotating, disabling or destroying a version changes the secret)."""
+
+    permission_classes = [ModelPermission]
     renderer_classes = [JSONRenderer]
+    required_perms: dict[str, list[str]] = {"GET": VIEW, "*": CHANGE}
 
     def secret_or_404(self, name: str) -> Secret:
         secret = selectors.secret_by_name(name)
@@ -44,6 +53,8 @@ class VaultView(APIView):
 
 
 class SecretListView(VaultView):
+    required_perms = {"GET": VIEW, "POST": [*VIEW, "secrets_vault.add_secret"]}
+
     @extend_schema(responses={200: SecretSerializer(many=True)})
     def get(self, request: Request) -> Response:
         paginator = LimitOffsetPagination()
@@ -63,6 +74,12 @@ class SecretListView(VaultView):
 
 
 class SecretDetailView(VaultView):
+    required_perms = {
+        "GET": VIEW,
+        "PATCH": CHANGE,
+        "DELETE": [*VIEW, "secrets_vault.delete_secret"],
+    }
+
     @extend_schema(responses={200: SecretDetailSerializer})
     def get(self, request: Request, name: str) -> Response:
         return Response(SecretDetailSerializer(self.secret_or_404(name)).data)

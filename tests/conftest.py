@@ -1,6 +1,7 @@
 """Shared fixtures: the personas of every permission test, API clients, the demo agent.
 
-alice owns runs, bob is staff, charlie is an outsider. Tests talk to the real database
+alice owns runs, bob is a superuser, charlie is an outsider; ``make_operator`` makes a
+staff account holding only the model permissions a test names. Tests talk to the real database
 and Redis named by DATABASE_URL and REDIS_URL (``make test`` points them at the local
 PostgreSQL and Redis; ``.ci/run`` starts those when they are down).
 """
@@ -59,6 +60,26 @@ def make_user(django_user_model: Any) -> Callable[..., Any]:
             is_staff=staff,
             is_superuser=staff,
         )
+
+    return make
+
+
+@pytest.fixture
+def make_operator(make_user: Callable[..., Any]) -> Callable[..., Any]:
+    """A staff account (it may log in to the console) with only the permissions named,
+    as ``app_label.codename``: staff status by itself grants nothing."""
+    from django.contrib.auth.models import Permission
+
+    def make(username: str, *perms: str) -> Any:
+        user = make_user(username)
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            user.user_permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
+        return type(user).objects.get(pk=user.pk)  # fresh: no stale permission cache
 
     return make
 

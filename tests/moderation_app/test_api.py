@@ -1,4 +1,4 @@
-"""REST: the triage queue, resolving flags and the dry-run check endpoint (staff only)."""
+"""REST: the triage queue, resolving flags and the dry-run check endpoint (bob, a superuser)."""
 
 from __future__ import annotations
 

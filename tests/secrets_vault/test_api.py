@@ -1,4 +1,4 @@
-"""REST API under /api/v1/secrets/: staff only, value write-only, one error shape."""
+"""REST API under /api/v1/secrets/: model permissions, value write-only, one error shape."""
 
 from __future__ import annotations
 
