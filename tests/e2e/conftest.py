@@ -64,11 +64,11 @@ class Stack:
             timeout=120,
         )
 
-    def user_token(self, username: str, *, staff: bool = False) -> str:
+    def user_token(self, username: str, *, superuser: bool = False) -> str:
         code = (
             "from django.contrib.auth import get_user_model as g;"
             f"u,_=g().objects.get_or_create(username={username!r});"
-            f"u.is_staff={staff};u.save();"
+            f"u.is_staff=u.is_superuser={superuser};u.save();"
             "from agents.services import api_token_create as t;print(t(user=u))"
         )
         return self.manage("shell", "-v0", "-c", code).stdout.strip().splitlines()[-1]

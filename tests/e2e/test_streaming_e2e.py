@@ -177,11 +177,11 @@ def test_sse_refuses_anonymous_clients_outsiders_and_unknown_runs_alike(stack: S
     )
 
 
-def test_staff_may_watch_any_run_and_others_get_4404_whether_or_not_it_exists(
+def test_a_superuser_may_watch_any_run_and_others_get_4404_whether_or_not_it_exists(
     stack: Stack,
 ) -> None:
     alice = stack.user_token(f"alice{uuid.uuid4().hex[:6]}")
-    bob = stack.user_token(f"bob{uuid.uuid4().hex[:6]}", staff=True)
+    bob = stack.user_token(f"bob{uuid.uuid4().hex[:6]}", superuser=True)
     charlie = stack.user_token(f"charlie{uuid.uuid4().hex[:6]}")
     run_id = start_demo_run(stack, 5, token=alice)
     assert_exactly_once(asyncio.run(read_stream(ws_url(stack, run_id), token=bob)).events, run_id)
