@@ -133,6 +133,24 @@ def thread_history(run: Run) -> list[Any]:
     return list(ModelMessagesTypeAdapter.validate_python(flat))
 
 
+def run_history(run: Run) -> list[Any]:
+    """The messages a run continues: its thread's, then those its caller brought along."""
+    return thread_history(run) + client_history(run.config.get("history") or [])
+
+
+def client_history(turns: list[dict[str, str]]) -> list[Any]:
+    """Caller-supplied turns as model messages (user prompts and assistant answers)."""
+    from pydantic_ai.messages import ModelRequest, ModelResponse, TextPart, UserPromptPart
+
+    messages: list[Any] = []
+    for turn in turns:
+        if turn["role"] == "assistant":
+            messages.append(ModelResponse(parts=[TextPart(content=turn["content"])]))
+        else:
+            messages.append(ModelRequest(parts=[UserPromptPart(content=turn["content"])]))
+    return messages
+
+
 def agent_save(*, agent: Agent, changed: bool) -> Agent:
     """Save an agent; every change bumps its version so runs record what they ran with."""
     if changed:
@@ -152,11 +170,21 @@ def run_create(
     thread: Thread | None = None,
     parent: Run | None = None,
     enqueue: bool = True,
+    history: list[dict[str, str]] | None = None,
+    extra_instructions: str = "",
+    model_settings: dict[str, Any] | None = None,
+    client: dict[str, Any] | None = None,
 ) -> tuple[Run, bool]:
     """Create a queued run and hand it to the executor once committed.
 
     Returns ``(run, created)``; with an ``idempotency_key`` the owner already used, the
     existing run comes back with ``created=False``, also under concurrent duplicates.
+
+    ``history`` (``[{"role": "user" | "assistant", "content": str}]``) is conversation the
+    caller brings along (the OpenAI-compatible API's earlier messages), replayed after the
+    thread's. ``extra_instructions`` are added after the agent's, which stay in force.
+    ``model_settings`` override the agent's for this run (the caller checked them against
+    the agent's limits). ``client`` is what the caller wants remembered with the run.
     """
     if not agent.is_active:
         raise ConflictError("agent_inactive", f"Agent '{agent.slug}' is not active.")
@@ -173,6 +201,16 @@ def run_create(
         raise ApplicationError("thread_agent_mismatch", "The thread belongs to another agent.")
     config = agent_config_snapshot(agent)
     config["limits"] = merge_limits(config["limits"], limits or {})
+    if extra_instructions:
+        config["instructions"] = "\n\n".join(
+            part for part in (config["instructions"], extra_instructions) if part
+        )
+    if model_settings:
+        config["model_settings"] = {**config["model_settings"], **model_settings}
+    if history:
+        config["history"] = history
+    if client:
+        config["client"] = client
     if (
         agent.monthly_budget_usd is not None
         and agent_month_spend(agent.pk) >= agent.monthly_budget_usd

@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "moderation",
     "monitoring",
     "console",
+    "openai_api",
 ]
 
 MIDDLEWARE = [

@@ -21,7 +21,7 @@ from django.utils import timezone
 from agents.lifecycle import ACTIVE, RunStatus
 from agents.models import Agent, ModelCall, PriceOverride, Run, RunEvent
 from agents.runtime.events import EventEmitter
-from agents.services import agent_month_spend, run_transition, thread_history
+from agents.services import agent_month_spend, run_history, run_transition
 
 
 class RunSetupError(Exception):
@@ -120,7 +120,7 @@ def prepare(run: Run) -> Prepared:
     """What the run needs from the database before its first model call."""
     config = run.config
     provider = config["provider"]
-    prepared = Prepared(history=thread_history(run))
+    prepared = Prepared(history=run_history(run))
     from agents.runtime.ledger import find_override
 
     if getattr(run, "has_price_override", True):  # the claim looked already

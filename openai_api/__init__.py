@@ -1,0 +1,4 @@
+"""OpenAI-compatible endpoints under ``/v1/``: agents as models, requests as runs.
+
+Specified in docs/openai.md.
+"""
