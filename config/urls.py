@@ -2,14 +2,30 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.staticfiles.urls import staticfiles_urlpatterns
-from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.urls import include, path, re_path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from agents import api as agents_api
+from agents import api_usage
 from agents import sse as agents_sse
+from core import views as core_views
 from monitoring import views as monitoring_views
 
+# The API root lists these (name -> URL name).
+API_RESOURCES = {
+    "agents": "agent-list",
+    "runs": "run-list",
+    "threads": "thread-create",
+    "usage": "usage",
+    "moderation_flags": "moderation-flag-list",
+    "moderation_check": "moderation-check",
+    "secrets": "secret-list",
+}
+
 api_v1 = [
+    path("", core_views.ApiRootView.as_view(resources=API_RESOURCES), name="api-root"),
+    path("usage/", api_usage.UsageView.as_view(), name="usage"),
     path("agents/", agents_api.AgentListView.as_view(), name="agent-list"),
     path("agents/<slug:slug>/runs/", agents_api.AgentRunCreateView.as_view(), name="agent-runs"),
     path("runs/", agents_api.RunListView.as_view(), name="run-list"),
@@ -22,6 +38,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/v1/moderation/", include("moderation.urls")),
@@ -29,6 +46,7 @@ urlpatterns = [
     path("v1/", include("openai_api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("livez", monitoring_views.livez, name="livez"),
     path("readyz", monitoring_views.readyz, name="readyz"),
     path("metrics", monitoring_views.metrics, name="prometheus-django-metrics"),
@@ -37,6 +55,9 @@ urlpatterns = [
 # DEBUG only (a no-op otherwise): daphne serves no static files by itself, and the
 # admin's live run view needs its script. Production serves collectstatic's output.
 urlpatterns += staticfiles_urlpatterns()
+
+# Last: anything else under the API prefixes is a JSON 404, also with DEBUG on.
+urlpatterns += [re_path(r"^(api|v1)/", core_views.api_not_found)]
 
 handler404 = "monitoring.views.not_found"
 handler500 = "monitoring.views.server_error"

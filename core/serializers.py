@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from rest_framework import serializers
@@ -25,3 +26,26 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+MONEY_PLACES = 6
+_MONEY_QUANTUM = Decimal(1).scaleb(-MONEY_PLACES)
+
+
+def money_str(value: Decimal | int | str | None) -> str:
+    """US dollars as a decimal string with fixed places: ``"0.000000"``, never ``"0E-8"``."""
+    amount = Decimal(value or 0).quantize(_MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
+    return f"{amount:f}"
+
+
+class MoneyField(serializers.DecimalField):
+    """A read-only amount in USD, rendered by ``money_str``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("read_only", True)
+        super().__init__(
+            max_digits=20, decimal_places=MONEY_PLACES, coerce_to_string=True, **kwargs
+        )
+
+    def to_representation(self, value: Any) -> str:
+        return money_str(value)

@@ -85,6 +85,24 @@ def make_operator(make_user: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @pytest.fixture
+def dave(make_user: Callable[..., Any]) -> Any:
+    """An operator: in the "operators" group, which holds every permission of the agents
+    app and nothing else (not the vault's, not moderation's)."""
+    from django.contrib.auth.models import Group, Permission
+
+    user = make_user("dave")
+    group, _ = Group.objects.get_or_create(name="operators")
+    group.permissions.set(Permission.objects.filter(content_type__app_label="agents"))
+    user.groups.add(group)
+    return type(user).objects.get(pk=user.pk)
+
+
+@pytest.fixture
+def dave_api(dave: Any) -> APIClient:
+    return token_client(dave)
+
+
+@pytest.fixture
 def alice(make_user: Callable[..., Any]) -> Any:
     return make_user("alice")
 

@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission
+from rest_framework.test import APIClient
 
 from agents.models import Agent, ModelCall, PriceSource, Run
 from agents.selectors import usage_summary
+from tests.conftest import token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -108,3 +110,82 @@ def test_the_window_and_the_agent_filter_bound_what_counts(ledger: Agent, bob: A
     assert [(str(r["day"]), r["runs"]["total"]) for r in rows] == [("2026-11-03", 2)]
     rows = usage_summary(user=bob, group_by=["day"], agent=ledger, **WINDOW)
     assert [(str(r["day"]), r["model_requests"]) for r in rows] == [("2026-11-03", 1)]
+
+
+# --- GET /api/v1/usage/ -----------------------------------------------------------------
+
+USAGE = "/api/v1/usage/?from=2026-11-01T00:00:00Z&to=2026-12-01T00:00:00Z"
+
+
+def test_the_usage_endpoint_returns_groups_with_money_as_fixed_decimal_strings(
+    ledger: Agent, alice_api: APIClient
+) -> None:
+    response = alice_api.get(USAGE + "&group_by=agent,day")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["group_by"] == ["agent", "day"]
+    assert [(r["agent"], r["day"]) for r in body["results"]] == [
+        ("demo-assistant", "2026-11-02"),
+        ("demo-assistant", "2026-11-03"),
+    ]
+    first = body["results"][0]
+    assert first["cost_usd"] == "0.000375"
+    assert first["runs"]["succeeded"] == 2
+    assert "model" not in first
+
+
+def test_usage_without_runs_costs_a_fixed_place_zero_not_0e_8(
+    alice: Any, alice_api: APIClient, demo_agent: Agent
+) -> None:
+    make_run(demo_agent, alice, at=DAY1, status="succeeded", seconds=1, calls=0)
+    ModelCall.objects.create(
+        run=Run.objects.get(),
+        agent=demo_agent,
+        model="demo",
+        cost_usd=Decimal("0E-8"),
+        price_source=PriceSource.FREE,
+    )
+    ModelCall.objects.update(created_at=DAY1)
+    rows = alice_api.get(USAGE).json()["results"]
+    assert rows[0]["cost_usd"] == "0.000000"
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("group_by=owner", "group_by"),
+        ("group_by=agent,agent", "group_by"),
+        ("agent=no-such-agent", "agent"),
+        ("from=yesterday", "from"),
+        ("from=2026-11-05T00:00:00Z&to=2026-11-01T00:00:00Z", "from"),
+        ("from=2024-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", "from"),
+        ("grup_by=agent", "grup_by"),
+    ],
+)
+def test_bad_usage_parameters_are_a_400_naming_the_parameter(
+    alice_api: APIClient, query: str, field: str
+) -> None:
+    response = alice_api.get(f"/api/v1/usage/?{query}")
+    assert response.status_code == 400, response.content
+    assert field in response.json()["error"]["details"]
+
+
+@pytest.mark.parametrize(
+    ("persona", "agents"),
+    [
+        ("alice", ["demo-assistant"]),
+        ("bob", ["demo-assistant", "other"]),
+        ("charlie", ["other"]),
+        ("dave", ["demo-assistant", "other"]),
+    ],
+)
+def test_each_persona_sees_the_usage_they_may(
+    ledger: Agent, persona: str, agents: list[str], request: pytest.FixtureRequest
+) -> None:
+    client = token_client(request.getfixturevalue(persona))
+    rows = client.get(USAGE + "&group_by=agent").json()["results"]
+    assert [r["agent"] for r in rows] == agents
+
+
+def test_usage_needs_authentication() -> None:
+    assert APIClient().get("/api/v1/usage/").status_code == 401
