@@ -193,6 +193,9 @@ RUN_TIMEOUT_S = env.int("RUN_TIMEOUT_S", default=600)
 # A running run whose heartbeat is older than this is taken to have lost its worker.
 RUN_STALE_AFTER_S = env.int("RUN_STALE_AFTER_S", default=15)
 RUN_MAX_ATTEMPTS = env.int("RUN_MAX_ATTEMPTS", default=2)
+# Heartbeats come from a thread; it stops beating for a loop that has not run a callback
+# for this long, so that the runs of a stuck loop are recovered (docs/runtime.md).
+RUN_LOOP_STALL_LIMIT_S = env.int("RUN_LOOP_STALL_LIMIT_S", default=120)
 REAPER_INTERVAL_S = env.int("REAPER_INTERVAL_S", default=10)
 THREAD_HISTORY_MAX_CHARS = env.int("THREAD_HISTORY_MAX_CHARS", default=48_000)
 CELERY_BROKER_URL = REDIS_URL or "memory://"

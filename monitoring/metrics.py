@@ -30,6 +30,10 @@ model_calls = Counter(
 )
 tool_calls = Counter("switchyard_tool_calls_total", "Tool calls", ["tool", "outcome"])
 events_emitted = Counter("switchyard_run_events_total", "Run events stored")
+runs_claim_lost = Counter(
+    "switchyard_runs_claim_lost_total",
+    "Attempts that stopped because another attempt owned their run (fencing)",
+)
 ws_connections = Gauge("switchyard_websocket_connections", "Open run-stream WebSockets")
 events_sent = Counter(
     "switchyard_stream_events_sent_total", "Events sent to stream clients", ["transport"]

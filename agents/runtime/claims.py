@@ -21,6 +21,7 @@ from django.utils import timezone
 from agents.lifecycle import ACTIVE, RunStatus
 from agents.models import Agent, ModelCall, PriceOverride, Run, RunEvent
 from agents.runtime.events import EventEmitter
+from agents.runtime.fencing import ClaimLost, lock_claim
 from agents.services import agent_month_spend, run_history, run_transition
 
 
@@ -210,18 +211,24 @@ def finish(
 
     A cancel requested while the run was finishing wins: the run ends ``cancelled``.
     Returns the final status and the events stored here, for the caller to publish.
+    Raises ClaimLost, storing only the ledger, when this attempt no longer owns the run.
     """
     seq = emitter.take_seq()
     if "delegate" in run.config.get("tools", []):
         fields = {**fields, **_with_children(run, fields)}
     with transaction.atomic():
-        RunEvent.objects.bulk_create(events)
+        # The model calls were made and billed whoever owns the run now: always recorded.
         ModelCall.objects.bulk_create(calls)
-        transition = functools.partial(run_transition, run_id=run.id, seq=seq, publish=False)
-        event = transition(to=status, event_data=data, **fields)
-        if event is None and status != RunStatus.CANCELLED:
-            status = RunStatus.CANCELLED
-            event = transition(to=status, **fields)
+        owned = lock_claim(run.id, run.attempt)
+        if owned:
+            RunEvent.objects.bulk_create(events)
+            transition = functools.partial(run_transition, run_id=run.id, seq=seq, publish=False)
+            event = transition(to=status, event_data=data, **fields)
+            if event is None and status != RunStatus.CANCELLED:
+                status = RunStatus.CANCELLED
+                event = transition(to=status, **fields)
+    if not owned:
+        raise ClaimLost(str(run.id))
     if event is None:
         emitter.give_back_seq(seq)
         current = Run.objects.filter(pk=run.id).values_list("status", flat=True).first()

@@ -31,6 +31,7 @@ from agents.models import Run
 from agents.runtime import claims
 from agents.runtime.db import in_db_thread
 from agents.runtime.events import EventEmitter, envelope_of
+from agents.runtime.fencing import ClaimLost, holds_claim
 from agents.runtime.guard import Guard, RunBlocked
 from agents.runtime.ledger import BudgetExhausted, RunLedger, RunLimitExceeded
 from agents.runtime.providers import MeteredModel, build_model, error_code, error_message
@@ -116,6 +117,7 @@ class RunExecution:
             observer=self.ledger,
             retries=int(provider.get("max_retries", 3)),
             base_delay_s=float(provider.get("retry_base_delay_s", 0.5)),
+            fence=self.fence,
         )
         tools = [self.bind_tool(name) for name in self.config.get("tools", [])]
         return PydanticAgent(
@@ -124,6 +126,11 @@ class RunExecution:
             tools=tools,
             model_settings=self.config.get("model_settings") or None,
         )
+
+    async def fence(self) -> None:
+        """Before each provider request: stop if this attempt no longer owns the run."""
+        if not await in_db_thread(holds_claim)(self.run.id, self.run.attempt):
+            raise ClaimLost(str(self.run.id))
 
     def bind_tool(self, name: str) -> Any:
         """The registered tool with this run's context bound in (config, vault access)."""
@@ -280,30 +287,46 @@ async def execute_run(run_id: uuid.UUID | str) -> str | None:
         return None
     run, started_event = claimed
     structlog.contextvars.bind_contextvars(run_id=str(run.id), agent=run.agent.slug)
-    emitter = EventEmitter(run.id, started_event.seq + 1)
+    watch = run_watch()
+    emitter = EventEmitter(
+        run.id,
+        started_event.seq + 1,
+        attempt=run.attempt,
+        on_lost=lambda: watch.lose(run.id),
+    )
     emitter.announce(envelope_of(started_event))
     started = time.monotonic()
+    execution: RunExecution | None = None
     try:
         prepared = await in_db_thread(claims.prepare)(run)
         moderation = await claims.moderation_for(run, prepared)
         execution = RunExecution(run, prepared, emitter, moderation)
-        status, data, fields = await _supervise(run.id, execution)
+        status, data, fields = await _supervise(run.id, run.attempt, execution)
     except Exception as exc:
-        log.exception("run_failed", run_id=str(run.id))
+        # A lost claim lands here too; finish() then finds it lost, stores only the
+        # ledger of the calls made, and raises ClaimLost again.
+        if not isinstance(exc, ClaimLost):
+            log.exception("run_failed", run_id=str(run.id))
         status, data, fields = _crash_outcome(exc)
-        execution = None
     # The last events, the ledger and the terminal status go in one transaction.
     last_events = await emitter.take_pending()
     calls = execution.ledger.calls if execution else []
-    status, stored = await in_db_thread(claims.finish)(
-        run,
-        status=status,
-        data=data,
-        fields=fields,
-        calls=calls,
-        emitter=emitter,
-        events=last_events,
-    )
+    try:
+        status, stored = await in_db_thread(claims.finish)(
+            run,
+            status=status,
+            data=data,
+            fields=fields,
+            calls=calls,
+            emitter=emitter,
+            events=last_events,
+        )
+    except ClaimLost:
+        # Another attempt owns the run now (it was re-queued while this one looked dead):
+        # this one stops here, silently; the owner writes the run's story.
+        log.warning("run_claim_lost", run_id=str(run.id), attempt=run.attempt)
+        metrics.runs_claim_lost.inc()
+        return None
     await emitter.published_after_store(stored)
     record_metrics(run, status, execution, time.monotonic() - started)
     log.info("run_finished", run_id=str(run.id), status=status, events=emitter.next_seq - 1)
@@ -312,16 +335,19 @@ async def execute_run(run_id: uuid.UUID | str) -> str | None:
     return status
 
 
-async def _supervise(run_id: uuid.UUID, execution: RunExecution) -> Outcome:
-    """Execute under the loop's run watch: a cancel request stops the work promptly, and
-    the run's heartbeat stays fresh while it runs."""
+async def _supervise(run_id: uuid.UUID, attempt: int, execution: RunExecution) -> Outcome:
+    """Execute under the loop's run watch: a cancel request stops the work promptly, a
+    lost claim stops it silently, and the run's heartbeat stays fresh while it runs."""
     watch = run_watch()
     work = asyncio.create_task(execution.execute())
-    watch.add(run_id, work)
+    watch.add(run_id, work, attempt)
     try:
         return await work
     except asyncio.CancelledError:
-        if not watch.discard(run_id):
+        why = watch.discard(run_id)
+        if why == "lost":
+            raise ClaimLost(str(run_id)) from None
+        if why is None:
             raise  # our own task is being cancelled (shutdown), not the run
         return execution.outcome(RunStatus.CANCELLED, "cancelled", "Cancelled on request.")
     finally:

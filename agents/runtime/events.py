@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from agents.models import RunEvent, run_group_name
 from agents.runtime.db import in_db_thread
+from agents.runtime.fencing import store_events
 from monitoring import metrics
 
 Envelope = dict[str, Any]
@@ -77,20 +78,29 @@ def publish_sync(run_id: uuid.UUID | str, envelopes: list[Envelope]) -> None:
         structlog.get_logger(__name__).warning("event_publish_failed", run_id=str(run_id))
 
 
-def _store(events: Iterable[RunEvent]) -> None:
-    RunEvent.objects.bulk_create(list(events))
-
-
 class EventEmitter:
     """Numbers a run's events and writes, then publishes, them in small batches.
 
     Owned by the one executor that moved the run to ``running``; nothing else appends
-    events to that run while it runs, so the counter in memory is authoritative.
+    events to that run while it runs, so the counter in memory is authoritative. With
+    ``attempt``, every write is fenced (agents/runtime/fencing.py): once that attempt has
+    lost the run, nothing more is stored or published and ``on_lost`` is called.
     """
 
-    def __init__(self, run_id: uuid.UUID, next_seq: int, *, window_ms: int | None = None):
+    def __init__(
+        self,
+        run_id: uuid.UUID,
+        next_seq: int,
+        *,
+        window_ms: int | None = None,
+        attempt: int | None = None,
+        on_lost: Callable[[], None] | None = None,
+    ):
         self.run_id = run_id
         self.next_seq = next_seq
+        self.attempt = attempt
+        self.on_lost = on_lost
+        self.lost = False
         self.window_s = (settings.EVENT_FLUSH_WINDOW_MS if window_ms is None else window_ms) / 1000
         self._pending: list[RunEvent] = []
         # Stored by someone else (the claim's run.started) and not yet published: they go
@@ -103,6 +113,8 @@ class EventEmitter:
 
     def emit(self, type_: str, data: dict[str, Any]) -> None:
         """Queue an event; it is stored and published within the flush window."""
+        if self.lost:
+            return
         last = self._pending[-1] if self._pending else None
         if type_ == "message.delta" and last is not None and last.type == "message.delta":
             last.data = {"delta": last.data["delta"] + data["delta"]}
@@ -137,12 +149,21 @@ class EventEmitter:
     async def flush(self) -> None:
         """Store every pending event, then publish them; order is kept by the lock."""
         async with self._lock:
-            if self._pending:
+            if self._pending and not self.lost:
                 batch, self._pending = self._pending, []
-                await in_db_thread(_store)(batch)
+                if not await in_db_thread(store_events)(self.run_id, self.attempt, batch):
+                    self._lose()
+                    return
                 metrics.events_emitted.inc(len(batch))
                 self._unpublished += [envelope_of(e) for e in batch]
             await self._publish_stored()
+
+    def _lose(self) -> None:
+        self.lost = True
+        self._pending, self._unpublished = [], []
+        _log.warning("run_claim_lost", run_id=str(self.run_id), attempt=self.attempt)
+        if self.on_lost is not None:
+            self.on_lost()
 
     async def take_pending(self) -> list[RunEvent]:
         """Hand the events not yet stored to a writer that stores them in its own

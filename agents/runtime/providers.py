@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,8 +184,12 @@ class MeteredModel(WrapperModel):
         base_delay_s: float = 0.5,
         max_delay_s: float = 30.0,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        fence: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(wrapped)
+        # Awaited before every request to the provider (the first and each retry): it
+        # raises when this attempt no longer owns the run (agents/runtime/fencing.py).
+        self.fence = fence
         self.observer = observer
         self.retries = retries
         self.base_delay_s = base_delay_s
@@ -223,6 +227,8 @@ class MeteredModel(WrapperModel):
     ) -> StreamedResponse:
         attempt = 0
         while True:
+            if self.fence is not None:
+                await self.fence()
             try:
                 return await stack.enter_async_context(
                     self.wrapped.request_stream(messages, model_settings, params, run_context)

@@ -1,27 +1,37 @@
-"""Cancel watch and heartbeat for every run an event loop executes, in one query a tick.
+"""Cancel watch and heartbeat for every run an event loop executes, from a thread.
 
-A watcher per run polled the database every 0.25 s for each run: at 20 concurrent runs
-on a loaded machine that was ~80 small transactions a second per worker, more than the
-runs themselves. One watcher per event loop asks once per tick for the whole set:
-``SELECT id … WHERE id IN (…) AND status = 'cancelling'``, and refreshes every heartbeat
-with one ``UPDATE`` every ``HEARTBEAT_EVERY_S``.
+One watcher per event loop asks once per tick for the whole set of its runs, in one
+query: which were asked to cancel, and which this process no longer owns (re-queued by
+the reaper, or claimed by another attempt: see fencing.py). Every ``HEARTBEAT_EVERY_S``
+it also refreshes their heartbeats in one ``UPDATE``.
+
+The watcher is a thread with its own database connection, not a task on the runtime
+loop: with a thousand runs streaming, the loop can be busy for seconds at a time, and a
+heartbeat queued behind that work made live runs look dead to the reaper (which then
+started them a second time). The thread still wants proof that the loop lives: every
+tick it posts a callback to the loop, and it stops beating once the loop has not run one
+for ``RUN_LOOP_STALL_LIMIT_S``, so that a loop that is truly stuck has its runs
+recovered by the reaper (the stuck attempt is fenced off if it ever wakes up).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import threading
 import time
 import uuid
 import weakref
+from collections import defaultdict
 from typing import Any
 
 import structlog
+from django.conf import settings
+from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 
 from agents.lifecycle import ACTIVE, RunStatus
 from agents.models import Run
-from agents.runtime.db import in_db_thread
 
 log = structlog.get_logger(__name__)
 
@@ -30,56 +40,120 @@ WATCH_INTERVAL_S = 0.25
 HEARTBEAT_EVERY_S = 2.0
 
 
-def check_in(run_ids: list[uuid.UUID], *, heartbeat: bool) -> set[uuid.UUID]:
-    """The runs among ``run_ids`` whose cancel was requested, refreshing the heartbeat of
-    all that are still active when asked (one query, or two)."""
+def _owned_by(runs: dict[uuid.UUID, int]) -> Q:
+    """Rows of these runs under the given attempts (grouped: most runs are attempt 1)."""
+    by_attempt: dict[int, list[uuid.UUID]] = defaultdict(list)
+    for run_id, attempt in runs.items():
+        by_attempt[attempt].append(run_id)
+    q = Q(pk__in=[])
+    for attempt, ids in by_attempt.items():
+        q |= Q(attempt=attempt, pk__in=ids)
+    return q
+
+
+def check_in(
+    runs: dict[uuid.UUID, int], *, heartbeat: bool
+) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
+    """(runs asked to cancel, runs this process no longer owns) among ``runs`` (run id ->
+    attempt), refreshing the heartbeat of those still owned when asked."""
+    owned = Run.objects.filter(_owned_by(runs), status__in=ACTIVE)
     if heartbeat:
-        Run.objects.filter(pk__in=run_ids, status__in=ACTIVE).update(heartbeat_at=timezone.now())
-    cancelling = Run.objects.filter(pk__in=run_ids, status=RunStatus.CANCELLING)
-    return set(cancelling.values_list("pk", flat=True))
+        owned.update(heartbeat_at=timezone.now())
+    rows = dict(owned.values_list("pk", "status"))
+    cancelling = {run_id for run_id, status in rows.items() if status == RunStatus.CANCELLING}
+    return cancelling, set(runs) - set(rows)
 
 
 class RunWatch:
-    """The runs of one event loop, and the one task that watches them all."""
+    """The runs of one event loop, and the one thread that watches them all."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
         self.work: dict[uuid.UUID, asyncio.Task[Any]] = {}
+        self.attempts: dict[uuid.UUID, int] = {}
         self.cancelled: set[uuid.UUID] = set()  # by a cancel request, not by shutdown
-        self.task: asyncio.Task[None] | None = None
-        self.last_beat = time.monotonic()
+        self.lost: set[uuid.UUID] = set()  # claim lost: stop without a word
+        self.thread: threading.Thread | None = None
+        self.last_beat = 0.0
+        self.loop_seen = time.monotonic()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()  # the last run left: end the thread now
 
-    def add(self, run_id: uuid.UUID, work: asyncio.Task[Any]) -> None:
-        self.work[run_id] = work
-        if self.task is None or self.task.done():
-            # A fresh context: the first run's log bindings must not label the watcher.
-            loop = asyncio.get_running_loop()
-            self.task = loop.create_task(self._watch(), context=contextvars.Context())
+    def add(self, run_id: uuid.UUID, work: asyncio.Task[Any], attempt: int = 1) -> None:
+        with self._lock:
+            self.work[run_id] = work
+            self.attempts[run_id] = attempt
+            if self.thread is None:
+                self.thread = threading.Thread(
+                    target=self._watch, name="switchyard-run-watch", daemon=True
+                )
+                self.thread.start()
 
-    def discard(self, run_id: uuid.UUID) -> bool:
-        """Stop watching; True if the run's work was cancelled on request."""
-        self.work.pop(run_id, None)
-        cancelled = run_id in self.cancelled
-        self.cancelled.discard(run_id)
-        return cancelled
+    def discard(self, run_id: uuid.UUID) -> str | None:
+        """Stop watching; "cancelled" if its work was cancelled on request, "lost" if
+        because its claim was lost, else None."""
+        with self._lock:
+            self.work.pop(run_id, None)
+            self.attempts.pop(run_id, None)
+            if not self.attempts:
+                self._wake.set()
+        if run_id in self.lost:
+            self.lost.discard(run_id)
+            return "lost"
+        if run_id in self.cancelled:
+            self.cancelled.discard(run_id)
+            return "cancelled"
+        return None
 
-    async def _watch(self) -> None:
-        while self.work:
-            await asyncio.sleep(WATCH_INTERVAL_S)
-            if not self.work:
-                return
-            beat = time.monotonic() - self.last_beat >= HEARTBEAT_EVERY_S
-            try:
-                cancelling = await in_db_thread(check_in)(list(self.work), heartbeat=beat)
-            except Exception:  # a database blip must not end every run
-                log.warning("run_watch_failed", runs=len(self.work), exc_info=True)
-                continue
-            if beat:
-                self.last_beat = time.monotonic()
-            for run_id in cancelling:
-                work = self.work.get(run_id)
-                if work is not None and not work.done():
-                    self.cancelled.add(run_id)
-                    work.cancel("cancel requested")
+    def lose(self, run_id: uuid.UUID) -> None:
+        """Stop a run whose claim is gone (called on the loop)."""
+        self._stop(set(), {run_id})
+
+    def _stop(self, cancelling: set[uuid.UUID], lost: set[uuid.UUID]) -> None:
+        for run_id in cancelling | lost:
+            work = self.work.get(run_id)
+            if work is not None and not work.done():
+                (self.lost if run_id in lost else self.cancelled).add(run_id)
+                work.cancel("claim lost" if run_id in lost else "cancel requested")
+
+    def _seen(self) -> None:
+        self.loop_seen = time.monotonic()
+
+    def _watch(self) -> None:
+        try:
+            while self._tick():
+                self._wake.wait(WATCH_INTERVAL_S)
+                self._wake.clear()
+        finally:
+            connection.close()
+
+    def _tick(self) -> bool:
+        """One pass; False when the thread should end (no runs left, loop gone)."""
+        with self._lock:
+            runs = dict(self.attempts)
+            if not runs or self.loop.is_closed():
+                self.thread = None
+                return False
+        try:
+            self.loop.call_soon_threadsafe(self._seen)
+        except RuntimeError:  # the loop closed in between
+            with self._lock:
+                self.thread = None
+            return False
+        now = time.monotonic()
+        loop_alive = now - self.loop_seen < settings.RUN_LOOP_STALL_LIMIT_S
+        beat = loop_alive and now - self.last_beat >= HEARTBEAT_EVERY_S
+        try:
+            cancelling, lost = check_in(runs, heartbeat=beat)
+        except Exception:  # a database blip must not end every run
+            log.warning("run_watch_failed", runs=len(runs), exc_info=True)
+            connection.close()
+            return True
+        if beat:
+            self.last_beat = now
+        if cancelling or lost:
+            self.loop.call_soon_threadsafe(self._stop, cancelling, lost)
+        return True
 
 
 _watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RunWatch] = (
@@ -92,5 +166,5 @@ def run_watch() -> RunWatch:
     loop = asyncio.get_running_loop()
     watch = _watches.get(loop)
     if watch is None:
-        watch = _watches[loop] = RunWatch()
+        watch = _watches[loop] = RunWatch(loop)
     return watch

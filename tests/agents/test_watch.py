@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -28,14 +29,20 @@ async def _close_executor_connections() -> Any:
 
 class CheckInCounter:
     """Counts the watch's cancel checks on every connection opened while installed (the
-    executor's database steps run on a thread pool, one connection per thread)."""
+    watch runs on a thread of its own, with its own connection)."""
 
     def __init__(self) -> None:
         self.checks: list[int] = []  # how many run ids each check asked about
 
     def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        if "cancelling" in (params or ()) and " IN (" in sql and sql.startswith("SELECT"):
-            self.checks.append(len(params) - 1)
+        fence = "LIMIT 1" in sql  # the fencing checks of writes and provider calls
+        if (
+            "cancelling" in (params or ())
+            and " IN (" in sql
+            and sql.startswith("SELECT")
+            and not fence
+        ):
+            self.checks.append(sum(isinstance(p, uuid.UUID) for p in params))
         return execute(sql, params, many, context)
 
     def install(self, sender: Any, connection: Any, **kwargs: Any) -> None:
@@ -110,7 +117,8 @@ async def test_a_finished_run_leaves_the_watch(settings: Any, alice: Any, demo_a
     assert await execute_run(run.id) == "succeeded"
     current = watch.run_watch()
     assert run.id not in current.work and not current.cancelled
-    # Its watcher task ends once it has nothing left to watch
-    if current.task is not None:
-        async with asyncio.timeout(2 * watch.WATCH_INTERVAL_S + 1):
-            await current.task
+    # Its watcher thread ends once it has nothing left to watch
+    thread = current.thread
+    if thread is not None:
+        await asyncio.to_thread(thread.join, 2 * watch.WATCH_INTERVAL_S + 1)
+        assert not thread.is_alive()
