@@ -158,6 +158,8 @@ class Run(models.Model):
     attempt = models.PositiveSmallIntegerField(default=0)
     # NULL, not "", means "no key": the unique constraint only covers runs that have one.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    # SHA-256 of the request an idempotency key was first used with (services).
+    idempotency_fingerprint = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

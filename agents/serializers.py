@@ -5,7 +5,7 @@ from typing import Any
 from rest_framework import serializers
 
 from agents.models import Agent, Run, Thread
-from core.serializers import StrictCharField, StrictSerializer
+from core.serializers import StrictCharField, StrictSerializer, money_str
 
 
 class AgentSerializer(serializers.ModelSerializer):
@@ -106,7 +106,7 @@ class RunSerializer(serializers.ModelSerializer):
             "input_tokens": run.input_tokens,
             "output_tokens": run.output_tokens,
             "tool_calls": run.tool_calls,
-            "cost_usd": str(run.cost_usd),
+            "cost_usd": money_str(run.cost_usd),
             "estimated": run.usage_estimated,
         }
 

@@ -6,6 +6,7 @@ that made them true has committed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from datetime import datetime, timedelta
@@ -21,7 +22,12 @@ from django.utils import timezone
 from agents.lifecycle import EVENT_FOR_STATUS, TERMINAL, RunStatus, sources_of
 from agents.models import Agent, ModelCall, Run, RunEvent, Thread
 from agents.runtime.events import envelope_of, next_seq_sync, publish_sync
-from core.errors import ApplicationError, ConflictError, QuotaExhaustedError
+from core.errors import (
+    ApplicationError,
+    ConflictError,
+    QuotaExhaustedError,
+    UnprocessableError,
+)
 from monitoring import metrics
 
 LIMIT_FIELDS = (
@@ -193,10 +199,21 @@ def run_create(
             "input_too_long",
             f"input is {len(input)} characters; the limit is {settings.RUN_MAX_INPUT_CHARS}.",
         )
+    fingerprint = ""
     if idempotency_key:
+        fingerprint = run_request_fingerprint(
+            agent=agent,
+            input=input,
+            limits=limits,
+            thread=thread,
+            parent=parent,
+            history=history,
+            extra_instructions=extra_instructions,
+            model_settings=model_settings,
+        )
         existing = Run.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
         if existing is not None:
-            return existing, False
+            return _idempotent_replay(existing, fingerprint), False
     if thread is not None and thread.agent_id != agent.pk:
         raise ApplicationError("thread_agent_mismatch", "The thread belongs to another agent.")
     config = agent_config_snapshot(agent)
@@ -231,6 +248,7 @@ def run_create(
                 parent=parent,
                 depth=(parent.depth + 1) if parent else 0,
                 idempotency_key=idempotency_key or None,
+                idempotency_fingerprint=fingerprint,
             )
             RunEvent.objects.create(
                 run=run, seq=1, type="run.queued", data={}, created_at=run.created_at
@@ -240,8 +258,50 @@ def run_create(
         if not idempotency_key:
             raise
         # A concurrent request with the same key won the insert; return its run.
-        return Run.objects.get(owner=owner, idempotency_key=idempotency_key), False
+        existing = Run.objects.get(owner=owner, idempotency_key=idempotency_key)
+        return _idempotent_replay(existing, fingerprint), False
     return run, True
+
+
+def run_request_fingerprint(
+    *,
+    agent: Agent,
+    input: str,  # noqa: A002 - the API field is called input
+    limits: dict[str, Any] | None,
+    thread: Thread | None,
+    parent: Run | None,
+    history: list[dict[str, str]] | None,
+    extra_instructions: str,
+    model_settings: dict[str, Any] | None,
+) -> str:
+    """SHA-256 of what was asked for, in canonical JSON: two requests under one
+    Idempotency-Key are the same request when this matches (key order and whitespace of
+    the body do not count; every value does)."""
+    asked = {
+        "agent": agent.slug,
+        "input": input,
+        "limits": limits or {},
+        "thread": str(thread.pk) if thread else None,
+        "parent": str(parent.pk) if parent else None,
+        "history": history or [],
+        "extra_instructions": extra_instructions,
+        "model_settings": model_settings or {},
+    }
+    canonical = json.dumps(asked, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _idempotent_replay(existing: Run, fingerprint: str) -> Run:
+    """The run an Idempotency-Key already made, if this request is the same one; a reuse
+    with another body is refused (IETF Idempotency-Key draft, Stripe). Runs stored before
+    fingerprints were kept have none and are returned as before."""
+    if existing.idempotency_fingerprint and existing.idempotency_fingerprint != fingerprint:
+        raise UnprocessableError(
+            "idempotency_key_reused",
+            "This Idempotency-Key was used with a different request; use a new key.",
+            details={"run": str(existing.pk)},
+        )
+    return existing
 
 
 def _after_create(run: Run, *, enqueue: bool) -> None:

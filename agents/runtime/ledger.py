@@ -14,6 +14,7 @@ from typing import Any
 from agents.models import ModelCall, PriceOverride, PriceSource, ProviderKind
 from agents.runtime.events import EventEmitter
 from agents.runtime.providers import CallObserver, CallRecord
+from core.serializers import money_str
 
 MTOK = Decimal(1_000_000)
 GENAI_PROVIDER_IDS = {ProviderKind.OPENAI: "openai", ProviderKind.ANTHROPIC: "anthropic"}
@@ -158,6 +159,6 @@ class RunLedger(CallObserver):
         return {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
-            "cost_usd": str(self.cost),
+            "cost_usd": money_str(self.cost),
             "estimated": self.estimated,
         }
