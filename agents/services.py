@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from agents import signals
 from agents.lifecycle import EVENT_FOR_STATUS, TERMINAL, RunStatus, sources_of
 from agents.models import Agent, ModelCall, Run, RunEvent, Thread
 from agents.runtime.events import envelope_of, next_seq_sync, publish_sync
@@ -353,6 +354,8 @@ def run_transition(
             if publish:
                 envelope = envelope_of(event)
                 transaction.on_commit(lambda: publish_sync(run_id, [envelope]))
+            if to in TERMINAL:
+                signals.run_finished.send(sender=Run, run_id=run_id, event=event)
     metrics.run_transitions.labels(status=to).inc()
     return event
 

@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "secrets_vault",
     "moderation",
     "monitoring",
+    "webhooks",
     "console",
     "openai_api",
 ]
@@ -249,6 +250,23 @@ SSE_KEEPALIVE_S = env.int("SSE_KEEPALIVE_S", default=WS_PING_INTERVAL_S)
 STREAM_MAX_PENDING_EVENTS = env.int("STREAM_MAX_PENDING_EVENTS", default=1000)
 # CIDRs the http_request tool may reach although they are private (on-prem services).
 HTTP_TOOL_ALLOW_PRIVATE_NETWORKS = env.list("HTTP_TOOL_ALLOW_PRIVATE_NETWORKS", default=[])
+
+# --- Webhooks (docs/webhooks.md) --------------------------------------------------------
+# CIDRs webhook URLs may point into although private or loopback (e.g. 127.0.0.0/8 for
+# local development); empty: only public addresses. Metadata addresses are never allowed.
+WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.list("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=[])
+WEBHOOK_TIMEOUT_S = env.float("WEBHOOK_TIMEOUT_S", default=10.0)
+# Waits before the 2nd, 3rd, ... attempt (jittered ±20 %): 5 s, 5 min, 30 min, 2 h, 5 h,
+# 10 h, 10 h — about 27.6 hours in all; then the delivery fails and the endpoint is disabled.
+WEBHOOK_RETRY_SCHEDULE_S = env.list(
+    "WEBHOOK_RETRY_SCHEDULE_S", cast=float, default=[5, 300, 1800, 7200, 18000, 36000, 36000]
+)
+WEBHOOK_SECRET_OVERLAP_HOURS = env.float("WEBHOOK_SECRET_OVERLAP_HOURS", default=24.0)
+WEBHOOK_DISPATCH_INTERVAL_S = env.float("WEBHOOK_DISPATCH_INTERVAL_S", default=5.0)
+CELERY_BEAT_SCHEDULE["dispatch-due-webhooks"] = {
+    "task": "webhooks.dispatch_due",
+    "schedule": WEBHOOK_DISPATCH_INTERVAL_S,
+}
 
 # --- Auth, API --------------------------------------------------------------------------
 

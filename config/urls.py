@@ -43,6 +43,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/v1/moderation/", include("moderation.urls")),
     path("api/v1/secrets/", include("secrets_vault.urls")),
+    path("api/v1/webhooks/", include("webhooks.urls")),
     path("v1/", include("openai_api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

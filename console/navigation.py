@@ -66,6 +66,14 @@ def sidebar(request: HttpRequest) -> list[dict[str, Any]]:
             ],
         },
         {
+            "title": "Webhooks",
+            "separator": True,
+            "items": [
+                _item("Endpoints", "webhook", "webhooks.webhookendpoint"),
+                _item("Delivery log", "outbox", "webhooks.webhookdelivery"),
+            ],
+        },
+        {
             "title": "Accounts",
             "separator": True,
             "items": [

@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.errors import ApplicationError, ConflictError
-from moderation import engine
+from moderation import engine, signals
 from moderation.engine.normalize import normalise_literal
 from moderation.engine.types import SEVERITIES
 from moderation.models import Flag, Policy, Rule
@@ -188,7 +188,9 @@ def flags_record(
         if flag.rule_id not in existing:
             flag.rule_id = None  # deleted after the policy was compiled: keep the flag
         flags.append(flag)
-    return Flag.objects.bulk_create(flags)
+    stored = Flag.objects.bulk_create(flags)
+    signals.flags_recorded.send(sender=Flag, flags=stored)
+    return stored
 
 
 def flag_event_payloads(flags: Sequence[Flag], *, tool_name: str = "") -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ import contextvars
 import threading
 import time
 import uuid
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import structlog
@@ -39,6 +39,9 @@ def remember_server_loop(loop: asyncio.AbstractEventLoop, *, reaper: bool = Fals
 
 
 _reaper_task: asyncio.Task[None] | None = None
+# Periodic work of apps above agents (webhook dispatch), run after each reaper pass in the
+# embedded mode as Celery beat runs it in the distributed one; apps register in ready().
+periodic_hooks: list[Callable[[], Any]] = []
 
 
 async def _reap_periodically() -> None:
@@ -50,6 +53,8 @@ async def _reap_periodically() -> None:
     while True:
         try:
             await sync_to_async(runs_reap)()
+            for hook in periodic_hooks:
+                await sync_to_async(hook)()
             if time.monotonic() - purged_at >= TOKEN_PURGE_INTERVAL_S:  # as beat does
                 await sync_to_async(tokens_purge_expired)()
                 purged_at = time.monotonic()

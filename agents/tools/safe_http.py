@@ -140,17 +140,22 @@ def classify_ip(ip: IPAddress) -> str | None:
     return next((reason for reason, hit in checks if hit), None)
 
 
-def allowed_private_networks() -> list[IPNetwork]:
-    """``HTTP_TOOL_ALLOW_PRIVATE_NETWORKS``: CIDRs an on-prem deployment lets tools reach."""
-    raw = getattr(settings, "HTTP_TOOL_ALLOW_PRIVATE_NETWORKS", None) or []
+DEFAULT_PRIVATE_NETWORKS_SETTING = "HTTP_TOOL_ALLOW_PRIVATE_NETWORKS"
+
+
+def allowed_private_networks(setting: str = DEFAULT_PRIVATE_NETWORKS_SETTING) -> list[IPNetwork]:
+    """The CIDRs an on-prem deployment lets this kind of caller reach although they are
+    private: ``HTTP_TOOL_ALLOW_PRIVATE_NETWORKS`` for tools, ``WEBHOOK_ALLOW_PRIVATE_NETWORKS``
+    for webhooks (``setting`` names which)."""
+    raw = getattr(settings, setting, None) or []
     try:
         return [ipaddress.ip_network(str(cidr).strip(), strict=False) for cidr in raw]
     except ValueError as exc:
         # A configuration mistake must not open anything; refuse and say why.
-        raise RequestRefused(f"HTTP_TOOL_ALLOW_PRIVATE_NETWORKS is invalid: {exc}.") from None
+        raise RequestRefused(f"{setting} is invalid: {exc}.") from None
 
 
-def address_refusal(ip: IPAddress) -> str | None:
+def address_refusal(ip: IPAddress, setting: str = DEFAULT_PRIVATE_NETWORKS_SETTING) -> str | None:
     """Why a connection to ``ip`` is refused under the current settings, or None."""
     reason = classify_ip(ip)
     if reason is None:
@@ -158,7 +163,7 @@ def address_refusal(ip: IPAddress) -> str | None:
     if reason == "cloud metadata":
         return reason
     candidates = [ip, _embedded_ipv4(ip)]
-    for network in allowed_private_networks():
+    for network in allowed_private_networks(setting):
         if any(c is not None and c.version == network.version and c in network for c in candidates):
             return None
     return reason
@@ -241,7 +246,9 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
     return addresses
 
 
-async def vet_destination(url: httpx.URL) -> list[IPAddress]:
+async def vet_destination(
+    url: httpx.URL, setting: str = DEFAULT_PRIVATE_NETWORKS_SETTING
+) -> list[IPAddress]:
     """Resolve the URL's host and return its addresses if every one of them is allowed.
     All, not any: a host with one public and one private record is refused, since which
     one a client would use is not ours to predict."""
@@ -250,7 +257,7 @@ async def vet_destination(url: httpx.URL) -> list[IPAddress]:
     if not addresses:
         raise RequestFailed(f"Host {host!r} has no addresses.")
     for ip in addresses:
-        reason = address_refusal(ip)
+        reason = address_refusal(ip, setting)
         if reason is not None:
             raise RequestRefused(f"Host {host!r} resolves to a {reason} address ({ip}).")
     return addresses
@@ -376,15 +383,17 @@ async def _send(
     timeout_s: float,
     max_bytes: int,
     ssl_context: ssl.SSLContext,
+    content: bytes | None = None,
+    private_networks_setting: str = DEFAULT_PRIVATE_NETWORKS_SETTING,
 ) -> _Hop:
-    addresses = await vet_destination(url)
+    addresses = await vet_destination(url, private_networks_setting)
     backend = PinnedBackend({_ascii_host(url): addresses})
     transport = PinnedTransport(backend, ssl_context)
     async with (
         httpx.AsyncClient(
             transport=transport, trust_env=False, follow_redirects=False, timeout=timeout_s
         ) as client,
-        client.stream(method, url, headers=headers, json=json_body) as response,
+        client.stream(method, url, headers=headers, json=json_body, content=content) as response,
     ):
         hop = _Hop(response.status_code, response.headers)
         if response.status_code in REDIRECT_STATUSES and "location" in response.headers:
@@ -438,13 +447,20 @@ async def safe_request(
     max_redirects: int = 3,
     sensitive_headers: Collection[str] = (),
     ssl_context: ssl.SSLContext | None = None,
+    content: bytes | None = None,
+    private_networks_setting: str = DEFAULT_PRIVATE_NETWORKS_SETTING,
+    follow_redirects: bool = True,
 ) -> SafeResponse:
     """Send one HTTP request under the outbound policy described above.
 
     ``sensitive_headers`` (besides Authorization, Proxy-Authorization and Cookie) are
     dropped when a redirect leaves the original origin. ``ssl_context`` overrides the CA
-    bundle (tests with a private CA). Raises ``RequestRefused`` when the policy says no,
-    ``RequestFailed`` when the request could not be completed.
+    bundle (tests with a private CA). ``content`` sends raw bytes instead of ``json`` (a
+    signed webhook body must go out byte for byte). ``private_networks_setting`` names the
+    setting whose CIDRs are allowed although private. With ``follow_redirects`` off a
+    redirect is returned as the response (with an empty body) instead. Raises
+    ``RequestRefused`` when the policy says no, ``RequestFailed`` when the request could not
+    be completed.
     """
     method = method.upper()
     current = check_url(url, allowed_hosts)
@@ -463,6 +479,8 @@ async def safe_request(
                     timeout_s=timeout_s,
                     max_bytes=max_bytes,
                     ssl_context=context,
+                    content=content,
+                    private_networks_setting=private_networks_setting,
                 )
                 log.info(
                     "http_tool_request",
@@ -471,13 +489,13 @@ async def safe_request(
                     status=hop.status_code,
                     hop=len(visited),
                 )
-                if hop.body is not None:
+                if hop.body is not None or not follow_redirects:
                     return SafeResponse(
                         status_code=hop.status_code,
                         url=str(current),
                         headers=hop.headers,
-                        content=bytes(hop.body.data),
-                        truncated=hop.body.truncated,
+                        content=bytes(hop.body.data) if hop.body else b"",
+                        truncated=hop.body.truncated if hop.body else False,
                         redirects=tuple(visited),
                     )
                 target = _redirect_target(current, hop.headers["location"], allowed_hosts)

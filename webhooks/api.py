@@ -1,0 +1,185 @@
+"""REST API for webhook endpoints and their delivery log. Thin views over the services.
+
+Anyone signed in manages their own endpoints (they receive events of their own runs);
+``webhooks.view_webhookendpoint`` shows everyone's, and their owners' permissions decide
+which events reach them (docs/webhooks.md).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agents.selectors import agents_visible_to
+from core.errors import ForbiddenError, NotFoundError
+from core.pagination import BoundedLimitOffsetPagination
+from core.permissions import has_perms
+from webhooks import selectors, services
+from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.serializers import (
+    DeliverySerializer,
+    EndpointCreateSerializer,
+    EndpointSerializer,
+    EndpointUpdateSerializer,
+    EndpointWithSecretSerializer,
+)
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except (ValueError, DjangoValidationError):
+        return None
+
+
+def _agent(user: Any, slug: str | None) -> Any:
+    if slug is None:
+        return None
+    agent = agents_visible_to(user).filter(slug=slug).first()
+    if agent is None:
+        raise NotFoundError("agent_not_found", f"No agent '{slug}'.", details={"field": "agent"})
+    return agent
+
+
+class EndpointView(APIView):
+    def endpoint_or_404(self, request: Request, endpoint_id: str) -> WebhookEndpoint:
+        pk = _uuid(endpoint_id)
+        endpoint = selectors.endpoint_for_user(request.user, pk) if pk else None
+        if endpoint is None:
+            raise NotFoundError("not_found", "No such webhook endpoint.")
+        return endpoint
+
+    def require_owner_or(self, request: Request, endpoint: WebhookEndpoint, perm: str) -> None:
+        """Seeing another owner's endpoint does not mean changing it."""
+        if endpoint.owner_id != request.user.pk and not has_perms(request.user, perm):
+            raise ForbiddenError("permission_denied", "You may not change this endpoint.")
+
+
+class EndpointListView(EndpointView):
+    @extend_schema(summary="List webhook endpoints", responses={200: EndpointSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        paginator = BoundedLimitOffsetPagination()
+        page = paginator.paginate_queryset(
+            selectors.endpoints_visible_to(request.user), request, view=self
+        )
+        return paginator.get_paginated_response(EndpointSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Create a webhook endpoint",
+        description="Returns the signing secret once, as `secret` (whsec_...).",
+        request=EndpointCreateSerializer,
+        responses={201: EndpointWithSecretSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        body = EndpointCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        endpoint, secret = services.endpoint_create(
+            owner=request.user,
+            url=data["url"],
+            events=data["events"],
+            agent=_agent(request.user, data.get("agent")),
+            description=data.get("description", ""),
+        )
+        out = EndpointWithSecretSerializer(endpoint, context={"secret": secret})
+        return Response(out.data, status=status.HTTP_201_CREATED)
+
+
+class EndpointDetailView(EndpointView):
+    @extend_schema(summary="Get a webhook endpoint", responses={200: EndpointSerializer})
+    def get(self, request: Request, endpoint_id: str) -> Response:
+        return Response(EndpointSerializer(self.endpoint_or_404(request, endpoint_id)).data)
+
+    @extend_schema(
+        summary="Change a webhook endpoint",
+        description="Setting is_active to true re-enables a disabled endpoint.",
+        request=EndpointUpdateSerializer,
+        responses={200: EndpointSerializer},
+    )
+    def patch(self, request: Request, endpoint_id: str) -> Response:
+        endpoint = self.endpoint_or_404(request, endpoint_id)
+        self.require_owner_or(request, endpoint, "webhooks.change_webhookendpoint")
+        body = EndpointUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        changes = dict(body.validated_data)
+        if "agent" in changes:
+            changes["agent"] = _agent(request.user, changes["agent"])
+        endpoint = services.endpoint_update(endpoint=endpoint, **changes)
+        return Response(EndpointSerializer(endpoint).data)
+
+    @extend_schema(summary="Delete a webhook endpoint", responses={204: None})
+    def delete(self, request: Request, endpoint_id: str) -> Response:
+        endpoint = self.endpoint_or_404(request, endpoint_id)
+        self.require_owner_or(request, endpoint, "webhooks.delete_webhookendpoint")
+        services.endpoint_delete(endpoint=endpoint, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class EndpointRotateSecretView(EndpointView):
+    @extend_schema(
+        summary="Rotate an endpoint's signing secret",
+        description="Returns the new secret once; the old one keeps signing during the overlap.",
+        request=None,
+        responses={200: EndpointWithSecretSerializer},
+    )
+    def post(self, request: Request, endpoint_id: str) -> Response:
+        endpoint = self.endpoint_or_404(request, endpoint_id)
+        self.require_owner_or(request, endpoint, "webhooks.change_webhookendpoint")
+        secret = services.endpoint_secret_rotate(endpoint=endpoint, actor=request.user)
+        return Response(EndpointWithSecretSerializer(endpoint, context={"secret": secret}).data)
+
+
+class EndpointTestView(EndpointView):
+    @extend_schema(
+        summary="Send a test delivery",
+        request=None,
+        responses={202: DeliverySerializer},
+    )
+    def post(self, request: Request, endpoint_id: str) -> Response:
+        endpoint = self.endpoint_or_404(request, endpoint_id)
+        self.require_owner_or(request, endpoint, "webhooks.change_webhookendpoint")
+        delivery = services.delivery_send_test(endpoint=endpoint)
+        return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
+
+
+class EndpointDeliveriesView(EndpointView):
+    @extend_schema(
+        summary="List an endpoint's deliveries", responses={200: DeliverySerializer(many=True)}
+    )
+    def get(self, request: Request, endpoint_id: str) -> Response:
+        endpoint = self.endpoint_or_404(request, endpoint_id)
+        paginator = BoundedLimitOffsetPagination()
+        qs = WebhookDelivery.objects.filter(endpoint=endpoint).order_by("-created_at")
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(DeliverySerializer(page, many=True).data)
+
+
+class DeliveryRedeliverView(EndpointView):
+    @extend_schema(
+        summary="Redeliver a delivery",
+        description="Sends it again with the same webhook-id, so receivers de-duplicate.",
+        request=None,
+        responses={202: DeliverySerializer},
+    )
+    def post(self, request: Request, delivery_id: str) -> Response:
+        pk = _uuid(delivery_id)
+        delivery = (
+            selectors.deliveries_visible_to(request.user)
+            .select_related("endpoint")
+            .filter(pk=pk)
+            .first()
+            if pk
+            else None
+        )
+        if delivery is None:
+            raise NotFoundError("not_found", "No such delivery.")
+        self.require_owner_or(request, delivery.endpoint, "webhooks.change_webhookendpoint")
+        delivery = services.delivery_redeliver(delivery=delivery)
+        return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
