@@ -2,7 +2,12 @@
 
 - input with an arithmetic expression -> calls ``calculator``, answers with the result;
 - input asking for the time -> calls ``current_time``, answers with it;
+- "ask <agent>: <task>" with the ``delegate`` tool -> delegates the task to that agent;
 - anything else -> a deterministic answer that repeats every word of the input.
+
+Its usage is counted from the text it is sent (instructions, thread history, tool
+results) and the text it writes, one token per word or punctuation mark, so prices,
+budgets and the ledger show numbers that grow with the conversation.
 
 It streams word by word with ``DEMO_MODEL_DELAY_MS`` between words, so the whole product
 (streaming, cancel, the live view) can be tried without an API key.
@@ -14,22 +19,30 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from django.conf import settings
 from pydantic_ai.messages import (
     ModelMessage,
     ModelRequest,
+    ModelResponse,
+    SystemPromptPart,
+    TextPart,
+    ToolCallPart,
     ToolReturnPart,
     UserPromptPart,
 )
 from pydantic_ai.models.function import AgentInfo, DeltaToolCall, DeltaToolCalls, FunctionModel
+from pydantic_ai.usage import RequestUsage
 
 # Two or more numbers joined by operators, optionally parenthesised: "12*7", "(3 + 4) ^ 2".
 _EXPRESSION = re.compile(
     r"[\(\-\s]*\d+(?:\.\d+)?[\)\s]*(?:[-+*/%^×÷]{1,2}[\(\-\s]*\d+(?:\.\d+)?[\)\s]*)+"
 )
 _TIME_QUESTION = re.compile(r"\b(what time|current time|time is it|the time|date today)\b", re.I)
+_DELEGATION = re.compile(r"\bask ([a-z0-9][a-z0-9-]{0,62})\s*[:,]\s*(\S.*)", re.I | re.S)
+_TOKEN = re.compile(r"\w+|[^\w\s]")
 _ZONE = re.compile(r"\b([A-Z][A-Za-z_]+/[A-Z][A-Za-z_]+(?:/[A-Z][A-Za-z_]+)?)\b")
 
 
@@ -38,8 +51,36 @@ def find_expression(text: str) -> str | None:
     return match.group(0).strip() if match else None
 
 
+def count_tokens(text: str) -> int:
+    """One token per word or punctuation mark: a stand-in for a tokenizer."""
+    return len(_TOKEN.findall(text))
+
+
+def request_tokens(messages: list[ModelMessage]) -> int:
+    """The input tokens of one request: everything the model is sent, history included."""
+    total = 0
+    for message in messages:
+        if isinstance(message, ModelRequest):
+            total += count_tokens(message.instructions or "")
+            for part in message.parts:
+                if isinstance(part, SystemPromptPart | UserPromptPart):
+                    total += count_tokens(part.content if isinstance(part.content, str) else "")
+                elif isinstance(part, ToolReturnPart):
+                    total += count_tokens(part.model_response_str())
+        elif isinstance(message, ModelResponse):
+            for part in message.parts:
+                if isinstance(part, TextPart):
+                    total += count_tokens(part.content)
+                elif isinstance(part, ToolCallPart):
+                    total += count_tokens(part.tool_name) + count_tokens(part.args_as_json_str())
+    return total
+
+
 def plan_tool_call(prompt: str, available: set[str]) -> tuple[str, dict[str, Any]] | None:
     """Which tool the demo model calls for a prompt, if any."""
+    delegation = _DELEGATION.search(prompt)
+    if delegation and "delegate" in available:
+        return "delegate", {"agent": delegation.group(1), "input": delegation.group(2).strip()}
     expression = find_expression(prompt)
     if expression and "calculator" in available:
         return "calculator", {"expression": expression}
@@ -69,6 +110,12 @@ def answer_from_tool(part: ToolReturnPart) -> str:
         except (ValueError, KeyError, TypeError):
             iso = content
         return f"The current time is {iso}."
+    if part.tool_name == "delegate":
+        try:
+            answer = json.loads(content)["output"]
+        except (ValueError, KeyError, TypeError):
+            answer = content
+        return f"My colleague answered: {answer}"
     return f"The {part.tool_name} tool returned: {content}"
 
 
@@ -119,5 +166,16 @@ async def demo_stream(
         yield word
 
 
+class DemoModel(FunctionModel):
+    """FunctionModel with input usage counted from the request (pydantic-ai's streamed
+    estimate is a fixed 50 tokens whatever was sent)."""
+
+    @asynccontextmanager
+    async def request_stream(self, messages: list[ModelMessage], *args: Any, **kwargs: Any) -> Any:
+        async with super().request_stream(messages, *args, **kwargs) as response:
+            response._usage = RequestUsage(input_tokens=request_tokens(messages))
+            yield response
+
+
 def demo_model(model_name: str) -> FunctionModel:
-    return FunctionModel(stream_function=demo_stream, model_name=model_name or "demo")
+    return DemoModel(stream_function=demo_stream, model_name=model_name or "demo")

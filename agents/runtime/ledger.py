@@ -1,8 +1,9 @@
 """The cost ledger of one run: prices each model call, enforces cost limits and budgets.
 
 Prices, in order of precedence: a ``PriceOverride`` for the model (self-hosted models,
-negotiated prices), the cost the provider reported itself (OpenRouter does), then the
-``genai-prices`` table. A model none of them knows costs 0 with source ``unknown``.
+negotiated prices, the demo model), the demo provider's 0, the cost the provider reported
+itself (OpenRouter does), then the ``genai-prices`` table. A model none of them knows
+costs 0 with source ``unknown``.
 """
 
 from __future__ import annotations
@@ -70,11 +71,12 @@ def price_from_table(record: CallRecord, provider: dict[str, Any]) -> Decimal | 
 def price_call(
     record: CallRecord, provider: dict[str, Any], override: PriceOverride | None
 ) -> tuple[Decimal, str]:
-    """(cost in USD, price source) for one call."""
-    if provider["kind"] == ProviderKind.DEMO:
-        return Decimal(0), PriceSource.FREE
+    """(cost in USD, price source) for one call. The demo provider is free unless an
+    override prices it (seed_demo gives it one, so budgets and the ledger show numbers)."""
     if override is not None:
         return price_from_override(record, override), PriceSource.OVERRIDE
+    if provider["kind"] == ProviderKind.DEMO:
+        return Decimal(0), PriceSource.FREE
     if record.provider_cost is not None:
         return Decimal(str(record.provider_cost)), PriceSource.PROVIDER
     cost = price_from_table(record, provider)

@@ -52,7 +52,51 @@ def test_seed_demo_is_idempotent_and_prints_a_token(embedded_env: dict[str, str]
         "from agents.models import Agent, Provider; print(Agent.objects.count(), "
         "Provider.objects.count())",
     )
-    assert count.stdout.split() == ["1", "1"]
+    assert count.stdout.split() == ["2", "1"]  # demo-assistant and demo-coordinator
+
+
+def test_seed_demo_shows_every_feature_on_first_start(
+    embedded_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given a fresh database seeded once
+    embedded_env = {**embedded_env, "VAR_DIR": str(tmp_path)}
+    manage(embedded_env, "migrate", "--noinput", "-v0")
+    seeded = manage(embedded_env, "seed_demo", "--no-token")
+    assert "example runs: succeeded, succeeded, succeeded, blocked, cancelled, succeeded" in (
+        seeded.stdout
+    ), seeded.stderr
+    # Then the demo agent has the default policy, the demo model a price, the coordinator
+    # delegates, and the example runs ended in every interesting way
+    report = manage(
+        embedded_env,
+        "shell",
+        "-v0",
+        "-c",
+        "import json; from agents.models import Agent, Run, RunEvent, PriceOverride;"
+        "from moderation.models import Flag;"
+        "rules = Agent.objects.get(slug='demo-assistant').moderation_policy.rules.all();"
+        "print(json.dumps({'rules': sorted((r.kind, r.action) for r in rules),"
+        "'price': str(PriceOverride.objects.get(model_name='demo').input_per_mtok_usd),"
+        "'statuses': sorted(Run.objects.values_list('status', flat=True)),"
+        "'children': Run.objects.filter(parent__agent__slug='demo-coordinator').count(),"
+        "'tool_runs': Run.objects.filter(tool_calls__gt=0, status='succeeded').count(),"
+        "'cost': str(sum(r.cost_usd for r in Run.objects.all())),"
+        "'redacted': RunEvent.objects.filter(data__action='redact').count(),"
+        "'flags': sorted(set(Flag.objects.values_list('action', flat=True)))}))",
+    )
+    data = json.loads(report.stdout.strip().splitlines()[-1])
+    assert data["rules"] == [
+        ["keyword", "block"],
+        ["pii", "redact"],
+        ["prompt_injection", "flag"],
+        ["secret", "redact"],
+    ]
+    assert data["price"] == "2.500000"
+    assert {"succeeded", "blocked", "cancelled"} <= set(data["statuses"])
+    assert data["children"] == 1 and data["tool_runs"] >= 2
+    assert float(data["cost"]) > 0
+    assert {"flag", "block"} <= set(data["flags"])  # in the triage queue
+    assert data["redacted"] >= 1  # redactions are events of the run, not flags
 
 
 def test_create_api_token_prints_the_token_last(embedded_env: dict[str, str]) -> None:
