@@ -20,7 +20,7 @@ def assert_error_shape(response: Any, status: int, code: str) -> None:
     assert body["error"]["message"]
 
 
-@pytest.mark.parametrize("path", ["/api/nope", "/api/v1/nope/", "/api/v1/runs/x/y/z/", "/v1/nope"])
+@pytest.mark.parametrize("path", ["/api/nope", "/api/v1/nope/", "/api/v1/runs/x/y/z/"])
 @pytest.mark.parametrize("debug", [True, False])
 def test_an_unknown_api_path_is_a_json_404_with_debug_on_or_off(
     alice_api: APIClient, path: str, debug: bool
@@ -28,6 +28,18 @@ def test_an_unknown_api_path_is_a_json_404_with_debug_on_or_off(
     with override_settings(DEBUG=debug):
         for method in ("get", "post", "delete"):
             assert_error_shape(getattr(alice_api, method)(path), 404, "not_found")
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_an_unknown_openai_path_is_a_404_in_openais_error_shape(
+    alice_api: APIClient, debug: bool
+) -> None:
+    # /v1/ speaks OpenAI's error shape, so that the SDKs raise their own exceptions.
+    with override_settings(DEBUG=debug):
+        for method in ("get", "post", "delete"):
+            response = getattr(alice_api, method)("/v1/nope")
+            assert response.status_code == 404
+            assert set(response.json()["error"]) >= {"message", "type", "code"}
 
 
 def test_an_unknown_method_is_a_405_in_the_error_shape(alice_api: APIClient) -> None:
