@@ -40,7 +40,7 @@ def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     return sent
 
 
-async def wait_for(predicate: Any, timeout: float = 10) -> None:
+async def wait_for(predicate: Any, timeout: float = 30) -> None:
     async with asyncio.timeout(timeout):
         while not await sync_to_async(predicate)():
             await asyncio.sleep(0.02)
@@ -59,17 +59,17 @@ async def test_a_loop_stalled_past_the_stale_limit_keeps_its_run_and_calls_the_p
     run, _ = await sync_to_async(run_create)(agent=agent, owner=alice, input="go", enqueue=False)
     task = asyncio.create_task(execute_run(run.id))
     await wait_for(RunEvent.objects.filter(run=run, type="message.delta").exists)
-    # When the event loop is stalled for 2.5 s (as a thousand busy runs can stall it) and
-    # the reaper, with a 1 s stale limit, looks at the run in the middle of the stall
+    # When the event loop is stalled for 3.5 s (as a thousand busy runs can stall it) and
+    # the reaper, with a 1.5 s stale limit, looks at the run late in the stall
     reaped: list[dict[str, int]] = []
 
     def reap() -> None:
         try:
-            reaped.append(runs_reap(stale_after_s=1.0))
+            reaped.append(runs_reap(stale_after_s=1.5))
         finally:
             connection.close()
 
-    reaper = threading.Timer(2.0, reap)
+    reaper = threading.Timer(3.0, reap)
     reaper.start()
     time.sleep(2.5)
     reaper.join()
