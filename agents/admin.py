@@ -119,9 +119,9 @@ class AgentAdmin(ModelAdmin):
     ]
 
     def save_model(self, request: HttpRequest, obj: Agent, form: Any, change: bool) -> None:
-        from agents.services import agent_save
+        from agents.agent_services import agent_save
 
-        agent_save(agent=obj, changed=change)
+        agent_save(agent=obj, actor=request.user)
 
     def get_urls(self) -> list[Any]:
         view = self.admin_site.admin_view(require_POST(self.test_run_view))

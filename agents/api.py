@@ -14,7 +14,6 @@ from rest_framework.views import APIView
 from agents.models import Agent, Thread
 from agents.selectors import agents_visible_to, events_after, run_for_user, runs_visible_to
 from agents.serializers import (
-    AgentSerializer,
     CancelResultSerializer,
     EventsPageSerializer,
     EventsQuerySerializer,
@@ -27,13 +26,6 @@ from agents.services import run_cancel, run_create, thread_create
 from core.errors import ApplicationError, ConflictError, NotFoundError
 
 IDEMPOTENCY_KEY_MAX = 255
-
-
-class AgentListView(ListAPIView):
-    serializer_class = AgentSerializer
-
-    def get_queryset(self) -> Any:
-        return agents_visible_to(self.request.user)
 
 
 class AgentRunCreateView(APIView):

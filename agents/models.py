@@ -67,8 +67,10 @@ class Agent(models.Model):
         default=dict, blank=True, help_text="temperature, max_tokens, top_p ..."
     )
     # Limits per run; a run may lower them, never raise them.
-    max_requests = models.PositiveIntegerField(default=20)
-    max_tool_calls = models.PositiveIntegerField(default=20)
+    max_requests = models.PositiveIntegerField(
+        default=20, validators=[MinValueValidator(1), MaxValueValidator(10_000)]
+    )
+    max_tool_calls = models.PositiveIntegerField(default=20, validators=[MaxValueValidator(10_000)])
     max_input_tokens = models.PositiveIntegerField(null=True, blank=True)
     max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
     max_cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
@@ -110,6 +112,42 @@ class Agent(models.Model):
             raise ValidationError({"tools": message})
         if not isinstance(self.model_settings, dict):
             raise ValidationError({"model_settings": 'A JSON object such as {"temperature": 0.2}.'})
+        if not isinstance(self.tool_config, dict) or not all(
+            isinstance(v, dict) for v in self.tool_config.values()
+        ):
+            raise ValidationError(
+                {"tool_config": 'An object of per-tool objects, e.g. {"delegate": {"agents": []}}.'}
+            )
+        unconfigured = sorted(set(self.tool_config) - set(self.tools))
+        if unconfigured:
+            message = f"Settings for tools the agent does not use: {', '.join(unconfigured)}."
+            raise ValidationError({"tool_config": message})
+
+
+class AgentVersion(models.Model):
+    """An immutable snapshot of how an agent runs, stored on every change that alters it."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    config = models.JSONField(help_text="The agent's run configuration at this version.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    note = models.CharField(max_length=200, blank=True, help_text='e.g. "restored version 1".')
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["agent", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "number"], name="agent_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id} v{self.number}"
 
 
 class Thread(models.Model):
@@ -148,6 +186,14 @@ class Run(models.Model):
     error_code = models.CharField(max_length=50, blank=True)
     error_message = models.TextField(blank=True)
     config = models.JSONField(default=dict, help_text="The agent configuration it ran with.")
+    agent_version = models.ForeignKey(
+        AgentVersion,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+        help_text="The agent version it ran with.",
+    )
     limits = models.JSONField(
         default=dict, blank=True, help_text="Per-run limits, each at most the agent's."
     )

@@ -14,7 +14,7 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import TruncDate
 
 from agents.lifecycle import RunStatus
-from agents.models import Agent, ModelCall, Run, RunEvent
+from agents.models import Agent, AgentVersion, ModelCall, Run, RunEvent
 from agents.runtime.events import Envelope, envelope_of
 from core.permissions import has_perms
 
@@ -41,10 +41,20 @@ def run_for_user(
     return runs_visible_to(user, perm=perm).filter(pk=run_uuid).first()
 
 
+def may_configure_agents(user: Any) -> bool:
+    """Who reads an agent's whole configuration (instructions, tool config, versions) and
+    sees inactive agents: holders of ``agents.view_agent`` or ``agents.change_agent``."""
+    return has_perms(user, "agents.view_agent") or has_perms(user, "agents.change_agent")
+
+
 def agents_visible_to(user: Any) -> QuerySet[Agent]:
-    """Active agents; inactive ones too for holders of ``agents.view_agent``."""
-    qs = Agent.objects.select_related("provider")
-    return qs if has_perms(user, "agents.view_agent") else qs.filter(is_active=True)
+    """Everyone who may run agents sees the active ones; operators see all."""
+    qs = Agent.objects.select_related("provider", "moderation_policy")
+    return qs if may_configure_agents(user) else qs.filter(is_active=True)
+
+
+def agent_versions(agent: Agent) -> QuerySet[AgentVersion]:
+    return agent.versions.select_related("created_by").order_by("-number")
 
 
 def events_after(

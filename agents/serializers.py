@@ -4,8 +4,10 @@ from typing import Any
 
 from rest_framework import serializers
 
-from agents.models import Agent, Run, Thread
-from core.serializers import StrictCharField, StrictSerializer, money_str
+from agents.agent_services import EDITABLE_FIELDS
+from agents.models import Agent, AgentVersion, Provider, Run, Thread
+from core.serializers import StrictCharField, StrictModelSerializer, StrictSerializer, money_str
+from moderation.models import Policy
 
 
 class AgentSerializer(serializers.ModelSerializer):
@@ -31,6 +33,53 @@ class AgentSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = fields
+
+
+class AgentConfigSerializer(StrictModelSerializer):
+    """Every field an operator sets in the admin, with the model's names; for writes and
+    for readers who may configure agents. Validation beyond the field types is the
+    model's own (``Agent.clean``), run by the service."""
+
+    provider = serializers.SlugRelatedField(slug_field="name", queryset=Provider.objects.all())
+    provider_kind = serializers.CharField(source="provider.kind", read_only=True)
+    moderation_policy = serializers.SlugRelatedField(
+        slug_field="name", queryset=Policy.objects.all(), allow_null=True, required=False
+    )
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Agent
+        fields = [
+            *EDITABLE_FIELDS,
+            "provider_kind",
+            "version",
+            "created_at",
+            "updated_at",
+            "links",
+        ]
+        read_only_fields = ["provider_kind", "version", "created_at", "updated_at", "links"]
+
+    def get_links(self, agent: Agent) -> dict[str, str]:
+        base = f"/api/v1/agents/{agent.slug}/"
+        return {"self": base, "runs": f"{base}runs/", "versions": f"{base}versions/"}
+
+
+class AgentVersionSerializer(serializers.ModelSerializer):
+    created_by = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AgentVersion
+        fields = ["number", "config", "note", "created_by", "created_at"]
+        read_only_fields = fields
+
+    def get_created_by(self, version: AgentVersion) -> str | None:
+        return version.created_by.get_username() if version.created_by else None
+
+
+class AgentDeletedSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    is_active = serializers.BooleanField()
+    detail = serializers.CharField()
 
 
 class RunCreateSerializer(StrictSerializer):
@@ -69,6 +118,7 @@ class RunSerializer(serializers.ModelSerializer):
     usage = serializers.SerializerMethodField()
     links = serializers.SerializerMethodField()
     limits = serializers.SerializerMethodField()
+    agent_version = serializers.SerializerMethodField()
 
     class Meta:
         model = Run
@@ -83,6 +133,7 @@ class RunSerializer(serializers.ModelSerializer):
             "usage",
             "thread",
             "parent",
+            "agent_version",
             "limits",
             "attempt",
             "created_at",
@@ -91,6 +142,9 @@ class RunSerializer(serializers.ModelSerializer):
             "links",
         ]
         read_only_fields = fields
+
+    def get_agent_version(self, run: Run) -> int | None:
+        return run.config.get("agent_version")
 
     def get_limits(self, run: Run) -> dict[str, Any]:
         return run.config.get("limits", {})

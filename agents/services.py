@@ -20,6 +20,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from agents import signals
+from agents.agent_services import agent_version_current
 from agents.lifecycle import EVENT_FOR_STATUS, TERMINAL, RunStatus, sources_of
 from agents.models import Agent, ModelCall, Run, RunEvent, Thread
 from agents.runtime.events import envelope_of, next_seq_sync, publish_sync
@@ -158,15 +159,6 @@ def client_history(turns: list[dict[str, str]]) -> list[Any]:
     return messages
 
 
-def agent_save(*, agent: Agent, changed: bool) -> Agent:
-    """Save an agent; every change bumps its version so runs record what they ran with."""
-    if changed:
-        agent.version = (agent.version or 0) + 1
-    agent.full_clean()
-    agent.save()
-    return agent
-
-
 def run_create(
     *,
     agent: Agent,
@@ -217,7 +209,9 @@ def run_create(
             return _idempotent_replay(existing, fingerprint), False
     if thread is not None and thread.agent_id != agent.pk:
         raise ApplicationError("thread_agent_mismatch", "The thread belongs to another agent.")
+    version = agent_version_current(agent)
     config = agent_config_snapshot(agent)
+    config["agent_version"] = version.number
     config["limits"] = merge_limits(config["limits"], limits or {})
     if extra_instructions:
         config["instructions"] = "\n\n".join(
@@ -244,6 +238,7 @@ def run_create(
                 owner=owner,
                 input=input,
                 config=config,
+                agent_version=version,
                 limits=limits or {},
                 thread=thread,
                 parent=parent,

@@ -7,7 +7,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from agents import api as agents_api
-from agents import api_usage
+from agents import api_agents, api_usage
 from agents import sse as agents_sse
 from core import views as core_views
 from monitoring import views as monitoring_views
@@ -26,7 +26,23 @@ API_RESOURCES = {
 api_v1 = [
     path("", core_views.ApiRootView.as_view(resources=API_RESOURCES), name="api-root"),
     path("usage/", api_usage.UsageView.as_view(), name="usage"),
-    path("agents/", agents_api.AgentListView.as_view(), name="agent-list"),
+    path("agents/", api_agents.AgentListView.as_view(), name="agent-list"),
+    path("agents/<slug:slug>/", api_agents.AgentDetailView.as_view(), name="agent-detail"),
+    path(
+        "agents/<slug:slug>/versions/",
+        api_agents.AgentVersionListView.as_view(),
+        name="agent-version-list",
+    ),
+    path(
+        "agents/<slug:slug>/versions/<int:number>/",
+        api_agents.AgentVersionDetailView.as_view(),
+        name="agent-version-detail",
+    ),
+    path(
+        "agents/<slug:slug>/versions/<int:number>/restore/",
+        api_agents.AgentVersionRestoreView.as_view(),
+        name="agent-version-restore",
+    ),
     path("agents/<slug:slug>/runs/", agents_api.AgentRunCreateView.as_view(), name="agent-runs"),
     path("runs/", agents_api.RunListView.as_view(), name="run-list"),
     path("threads/", agents_api.ThreadCreateView.as_view(), name="thread-create"),

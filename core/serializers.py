@@ -8,15 +8,33 @@ from typing import Any
 from rest_framework import serializers
 
 
-class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not know, so a typo is a 400 instead of silently ignored."""
+class StrictFieldsMixin:
+    """Refuses fields it does not know, so a typo is a 400 instead of silently ignored.
+
+    With ``refuse_read_only``, read-only fields count as unknown in a request too
+    (sending ``version`` to a model serializer is a mistake, not a no-op).
+    """
+
+    refuse_read_only = False
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
+            fields = self.fields.items()  # type: ignore[attr-defined]
+            known = {n for n, f in fields if not (self.refuse_read_only and f.read_only)}
+            unknown = sorted(set(data) - known)
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
+class StrictSerializer(StrictFieldsMixin, serializers.Serializer):
+    """A serializer that refuses unknown fields."""
+
+
+class StrictModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    """A model serializer that refuses unknown and read-only fields."""
+
+    refuse_read_only = True
 
 
 class StrictCharField(serializers.CharField):
