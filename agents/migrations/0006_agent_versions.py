@@ -30,7 +30,7 @@ def first_versions(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agents', '0004_run_unfinished_index'),
+        ('agents', '0005_run_usage_indexes'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
