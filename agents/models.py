@@ -210,6 +210,9 @@ class Run(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # When the executor was handed the run (the broker took its message). NULL on a queued
+    # run means the hand-over is still owed: the dispatcher retries it (runs_dispatch).
+    dispatched_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     requests = models.PositiveIntegerField(default=0)
     input_tokens = models.PositiveIntegerField(default=0)
@@ -237,6 +240,12 @@ class Run(models.Model):
                 fields=["status", "created_at"],
                 condition=models.Q(status__in=UNFINISHED),
                 name="run_unfinished_idx",
+            ),
+            # The dispatcher's query: queued runs whose hand-over failed (usually none).
+            models.Index(
+                fields=["created_at"],
+                condition=models.Q(status=RunStatus.QUEUED, dispatched_at__isnull=True),
+                name="run_undispatched_idx",
             ),
         ]
 

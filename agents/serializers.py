@@ -137,6 +137,7 @@ class RunSerializer(serializers.ModelSerializer):
             "limits",
             "attempt",
             "created_at",
+            "dispatched_at",
             "started_at",
             "finished_at",
             "links",

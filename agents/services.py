@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import structlog
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
@@ -31,6 +32,8 @@ from core.errors import (
     UnprocessableError,
 )
 from monitoring import metrics
+
+log = structlog.get_logger(__name__)
 
 LIMIT_FIELDS = (
     "max_requests",
@@ -303,11 +306,57 @@ def _idempotent_replay(existing: Run, fingerprint: str) -> Run:
 def _after_create(run: Run, *, enqueue: bool) -> None:
     """``run.queued`` is stored but not published: the run's id is new (uuid4), so
     nobody can be subscribed to its stream yet; a subscriber reads it from the log."""
-    from agents.runtime.executors import enqueue_run
-
     metrics.runs_created.labels(agent=run.agent.slug).inc()
     if enqueue:  # a delegated child run is executed by its parent, inline
-        enqueue_run(run.id)
+        run_hand_over(run_id=run.id)
+    else:
+        Run.objects.filter(pk=run.id).update(dispatched_at=timezone.now())
+
+
+def run_hand_over(*, run_id: uuid.UUID) -> bool:
+    """Give a queued run to its executor and mark it handed over; False if the broker
+    refused the message.
+
+    The committed run row is the source of truth, the broker message only a doorbell: a
+    refused message leaves ``dispatched_at`` empty and ``runs_dispatch`` rings again once
+    the broker answers. Ringing twice is harmless, since starting a run is a conditional
+    UPDATE that only one delivery wins.
+    """
+    from agents.runtime.executors import BROKER_ERRORS, enqueue_run
+
+    try:
+        enqueue_run(run_id)
+    except BROKER_ERRORS as exc:
+        log.warning("run_hand_over_failed", run_id=str(run_id), error=f"{type(exc).__name__}")
+        metrics.run_hand_over_failures.inc()
+        return False
+    Run.objects.filter(pk=run_id, dispatched_at__isnull=True).update(dispatched_at=timezone.now())
+    return True
+
+
+def runs_dispatch(*, older_than_s: float | None = None, limit: int = 100) -> int:
+    """Hand over queued runs whose hand-over failed; returns how many went.
+
+    Only runs older than ``older_than_s`` (their own request may still be handing them
+    over), oldest first, locked with SKIP LOCKED so that several dispatchers (one per
+    server process) never ring for the same run at once. Stops at the first refusal: the
+    broker is still down and the rest would only wait out the same timeout.
+    """
+    grace = settings.DISPATCH_GRACE_S if older_than_s is None else older_than_s
+    cutoff = timezone.now() - timedelta(seconds=grace)
+    sent = 0
+    with transaction.atomic():
+        owed = (
+            Run.objects.select_for_update(skip_locked=True)
+            .filter(status=RunStatus.QUEUED, dispatched_at__isnull=True, created_at__lt=cutoff)
+            .order_by("created_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        for run_id in list(owed):
+            if not run_hand_over(run_id=run_id):
+                break
+            sent += 1
+    return sent
 
 
 def run_transition(
@@ -402,8 +451,6 @@ def runs_reap(
     a queued run nobody picked up for a while is handed to the executor again (starting
     it is idempotent, so a duplicate delivery does nothing).
     """
-    from agents.runtime.executors import enqueue_run
-
     stale_after_s = stale_after_s or settings.RUN_STALE_AFTER_S
     max_attempts = max_attempts or settings.RUN_MAX_ATTEMPTS
     cutoff = timezone.now() - timedelta(seconds=stale_after_s)
@@ -414,8 +461,9 @@ def runs_reap(
             run_id=run_id,
             to=RunStatus.QUEUED,
             event_data={"attempt": attempt + 1},
+            dispatched_at=None,  # owed again; the dispatcher retries if this hand-over fails
         ):
-            transaction.on_commit(lambda r=run_id: enqueue_run(r))
+            transaction.on_commit(lambda r=run_id: run_hand_over(run_id=r))
             counts["requeued"] += 1
         elif run_transition(
             run_id=run_id,
@@ -435,6 +483,7 @@ def runs_reap(
             counts["cancelled"] += 1
     forgotten = Run.objects.filter(status=RunStatus.QUEUED, created_at__lt=cutoff)
     for run_id in forgotten.values_list("pk", flat=True)[:100]:
-        enqueue_run(run_id)
+        if not run_hand_over(run_id=run_id):
+            break
         counts["kicked"] += 1
     return counts

@@ -198,6 +198,10 @@ RUN_MAX_ATTEMPTS = env.int("RUN_MAX_ATTEMPTS", default=2)
 # for this long, so that the runs of a stuck loop are recovered (docs/runtime.md).
 RUN_LOOP_STALL_LIMIT_S = env.int("RUN_LOOP_STALL_LIMIT_S", default=120)
 REAPER_INTERVAL_S = env.int("REAPER_INTERVAL_S", default=10)
+# How often each server process hands over runs the broker refused (0: never), and how
+# old such a run must be (its own request may still be handing it over).
+DISPATCH_INTERVAL_S = env.float("DISPATCH_INTERVAL_S", default=1.0)
+DISPATCH_GRACE_S = env.float("DISPATCH_GRACE_S", default=2.0)
 THREAD_HISTORY_MAX_CHARS = env.int("THREAD_HISTORY_MAX_CHARS", default=48_000)
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="switchyard")

@@ -44,6 +44,18 @@ def check_redis() -> Check:
     return _timed(ping)
 
 
+def check_broker() -> Check:
+    """The Celery broker takes connections: runs created meanwhile are committed and
+    handed over by the dispatcher once it does (agents.services.runs_dispatch)."""
+    from config.celery import app
+
+    def connect() -> None:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+
+    return _timed(connect)
+
+
 def check_channel_layer() -> Check:
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
@@ -75,4 +87,6 @@ def run_checks() -> dict[str, Check]:
     if settings.REDIS_URL:
         checks["redis"] = check_redis()
         checks["channel_layer"] = check_channel_layer()
+    if settings.RUN_EXECUTOR == "celery":
+        checks["broker"] = check_broker()
     return checks

@@ -5,6 +5,10 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 runs_created = Counter("switchyard_runs_created_total", "Runs created", ["agent"])
+run_hand_over_failures = Counter(
+    "switchyard_run_hand_over_failures_total",
+    "Runs the broker refused to take (the dispatcher hands them over later)",
+)
 run_transitions = Counter(
     "switchyard_run_transitions_total", "Run status changes, by target status", ["status"]
 )

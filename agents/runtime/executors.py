@@ -13,10 +13,21 @@ import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
+import kombu.exceptions
+import redis.exceptions
 import structlog
 from django.conf import settings
 
 log = structlog.get_logger(__name__)
+
+# What a refused broker publish raises: kombu wraps connection errors in its
+# OperationalError; a dropped socket can still surface as redis' or the OS's own.
+BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    kombu.exceptions.OperationalError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OSError,
+)
 
 TOKEN_PURGE_INTERVAL_S = 3600.0
 _server_loop: asyncio.AbstractEventLoop | None = None
@@ -30,18 +41,40 @@ def remember_server_loop(loop: asyncio.AbstractEventLoop, *, reaper: bool = Fals
     With ``reaper`` (the ASGI server, in-process mode) the loop also runs the periodic
     reaper that Celery beat runs in the distributed mode.
     """
-    global _server_loop, _reaper_task
+    global _server_loop, _reaper_task, _dispatcher_task
     if _server_loop is loop:
         return
     _server_loop = loop
     if reaper and settings.RUN_EXECUTOR == "inprocess":
         _reaper_task = loop.create_task(_reap_periodically(), context=contextvars.Context())
+    if reaper and settings.DISPATCH_INTERVAL_S > 0:
+        _dispatcher_task = loop.create_task(_dispatch_periodically(), context=contextvars.Context())
 
 
 _reaper_task: asyncio.Task[None] | None = None
 # Periodic work of apps above agents (webhook dispatch), run after each reaper pass in the
 # embedded mode as Celery beat runs it in the distributed one; apps register in ready().
 periodic_hooks: list[Callable[[], Any]] = []
+_dispatcher_task: asyncio.Task[None] | None = None
+
+
+async def _dispatch_periodically() -> None:
+    """Every server process rings again for runs whose hand-over failed (broker down), so
+    they start seconds after the broker is back, not at the next reaper pass. Off the
+    request threads (``thread_sensitive=False``): a refused publish waits out its retries."""
+    from asgiref.sync import sync_to_async
+
+    from agents.services import runs_dispatch
+
+    dispatch = sync_to_async(runs_dispatch, thread_sensitive=False)
+    while True:
+        await asyncio.sleep(settings.DISPATCH_INTERVAL_S)
+        try:
+            sent = await dispatch()
+            if sent:
+                log.info("runs_dispatched", count=sent)
+        except Exception:
+            log.exception("dispatch_pass_failed")
 
 
 async def _reap_periodically() -> None:

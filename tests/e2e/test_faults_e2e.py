@@ -8,6 +8,7 @@ and a run's heartbeat counts as stale after 3 s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -93,8 +94,12 @@ def redis_available() -> bool:
         return False
 
 
-@pytest.fixture
-def fault_stack(tmp_path: Path) -> Iterator[tuple[Stack, RedisServer]]:
+@contextlib.contextmanager
+def private_stack(
+    tmp_path: Path, *, beat: bool = True, **settings: str
+) -> Iterator[tuple[Stack, RedisServer]]:
+    """daphne, a supervised worker and (with ``beat``) the reaper every second, on a
+    database and a Redis server of their own; ``settings`` add to the environment."""
     require_service("PostgreSQL", _pg_available())
     require_service("redis-server binary", redis_available())
     redis = RedisServer(tmp_path)
@@ -110,25 +115,27 @@ def fault_stack(tmp_path: Path) -> Iterator[tuple[Stack, RedisServer]]:
         REAPER_INTERVAL_S="1",
         RUN_MAX_ATTEMPTS="3",
     )
+    env.update(settings)
     stack, port = seeded_stack(env)
     stack.start("daphne", daphne_args(port), tmp_path)
     start_worker(stack, tmp_path, "worker1")
-    stack.start(
-        "beat",
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
+    if beat:
+        stack.start(
             "beat",
-            "-l",
-            "info",
-            "-s",
-            str(tmp_path / "beat-schedule"),
-        ],
-        tmp_path,
-    )
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "beat",
+                "-l",
+                "info",
+                "-s",
+                str(tmp_path / "beat-schedule"),
+            ],
+            tmp_path,
+        )
     try:
         wait_ready(stack)
         yield stack, redis
@@ -137,6 +144,12 @@ def fault_stack(tmp_path: Path) -> Iterator[tuple[Stack, RedisServer]]:
         redis.stop()
         with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def fault_stack(tmp_path: Path) -> Iterator[tuple[Stack, RedisServer]]:
+    with private_stack(tmp_path) as stack:
+        yield stack
 
 
 def start_worker(stack: Stack, tmp: Path, name: str) -> subprocess.Popen[bytes]:

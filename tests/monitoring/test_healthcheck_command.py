@@ -21,6 +21,7 @@ def test_a_healthy_deployment_reports_every_check_ok(settings: Any) -> None:
         "ok   database",
         "ok   redis",
         "ok   channel_layer",
+        "ok   broker",
     ]
     assert all(line.endswith(" ms") for line in lines)
 
