@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agents', '0006_run_idempotency_fingerprint'),
+        ('agents', '0007_agent_versions'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
