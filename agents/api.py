@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.generics import ListAPIView, RetrieveAPIView
@@ -11,7 +12,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.models import Agent, Thread
+from agents.filters import RunFilter
+from agents.models import Agent, Run, Thread
 from agents.selectors import agents_visible_to, events_after, run_for_user, runs_visible_to
 from agents.serializers import (
     CancelResultSerializer,
@@ -24,6 +26,7 @@ from agents.serializers import (
 )
 from agents.services import run_cancel, run_create, thread_create
 from core.errors import ApplicationError, ConflictError, NotFoundError
+from core.pagination import NewestFirstCursorPagination
 
 IDEMPOTENCY_KEY_MAX = 255
 
@@ -65,16 +68,16 @@ class AgentRunCreateView(APIView):
 
 
 class RunListView(ListAPIView):
+    """Runs, newest first, by cursor; filters validated by ``agents.filters.RunFilter``."""
+
     serializer_class = RunSerializer
+    queryset = Run.objects.none()  # for the schema; get_queryset answers requests
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = RunFilter
+    pagination_class = NewestFirstCursorPagination
 
     def get_queryset(self) -> Any:
-        qs = runs_visible_to(self.request.user).select_related("owner")
-        params = self.request.query_params
-        if params.get("status"):
-            qs = qs.filter(status=params["status"])
-        if params.get("agent"):
-            qs = qs.filter(agent__slug=params["agent"])
-        return qs
+        return runs_visible_to(self.request.user).select_related("owner")
 
 
 class RunDetailView(RetrieveAPIView):
@@ -142,25 +145,3 @@ class ThreadCreateView(APIView):
             agent=agent, owner=request.user, title=body.validated_data.get("title", "")
         )
         return Response(ThreadSerializer(thread).data, status=status.HTTP_201_CREATED)
-
-
-class ThreadDetailView(RetrieveAPIView):
-    serializer_class = ThreadSerializer
-    lookup_url_kwarg = "thread_id"
-
-    def get_object(self) -> Any:
-        thread = Thread.objects.filter(
-            pk=_uuid_or_none(self.kwargs["thread_id"]), owner=self.request.user
-        ).first()
-        if thread is None:
-            raise NotFoundError("not_found", "No such thread.")
-        return thread
-
-
-def _uuid_or_none(value: str) -> Any:
-    import uuid
-
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None

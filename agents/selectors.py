@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Aggregate, Count, F, FloatField, Func, Q, QuerySet, Sum
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import TruncDate
 
 from agents.lifecycle import RunStatus
-from agents.models import Agent, AgentVersion, ModelCall, Run, RunEvent
+from agents.models import Agent, AgentVersion, ModelCall, Run, RunEvent, Thread
 from agents.runtime.events import Envelope, envelope_of
 from core.permissions import has_perms
 
@@ -55,6 +57,87 @@ def agents_visible_to(user: Any) -> QuerySet[Agent]:
 
 def agent_versions(agent: Agent) -> QuerySet[AgentVersion]:
     return agent.versions.select_related("created_by").order_by("-number")
+
+
+def threads_visible_to(user: Any) -> QuerySet[Thread]:
+    """A user's own threads, and everyone's for holders of ``agents.view_thread``."""
+    qs = Thread.objects.select_related("agent", "owner")
+    return qs if has_perms(user, "agents.view_thread") else qs.filter(owner=user)
+
+
+def thread_for_user(user: Any, thread_id: uuid.UUID | str, *, perm: str) -> Thread | None:
+    """The thread if the user owns it or holds ``perm``; None otherwise (also for ids that
+    are not UUIDs), so an outsider cannot tell which threads exist."""
+    try:
+        thread_uuid = uuid.UUID(str(thread_id))
+    except ValueError:
+        return None
+    qs = Thread.objects.select_related("agent", "owner").filter(pk=thread_uuid)
+    return qs.first() if has_perms(user, perm) else qs.filter(owner=user).first()
+
+
+def thread_history_runs(
+    thread_id: uuid.UUID | str, *, before: datetime | None = None
+) -> list[tuple[uuid.UUID, list[Any]]]:
+    """``(run id, stored model messages)`` of the thread's succeeded runs that the next run
+    (or the run created at ``before``) loads, oldest first: the newest whole runs whose
+    messages fit ``THREAD_HISTORY_MAX_CHARS`` (a tool result never loses its call)."""
+    qs = Run.objects.filter(thread_id=thread_id, status=RunStatus.SUCCEEDED)
+    if before is not None:
+        qs = qs.filter(created_at__lt=before)
+    budget = settings.THREAD_HISTORY_MAX_CHARS
+    kept: list[tuple[uuid.UUID, list[Any]]] = []
+    used = 0
+    for run_id, messages in qs.order_by("-created_at").values_list("id", "messages"):
+        size = len(json.dumps(messages))
+        if used + size > budget:
+            break
+        kept.append((run_id, messages))
+        used += size
+    return list(reversed(kept))
+
+
+def thread_messages(thread: Thread) -> list[dict[str, Any]]:
+    """The conversation as the thread's next run will load it, one entry per message part
+    that carries content: ``{"role", "content", "run"}`` (roles: system, user, assistant,
+    tool; a tool call is an assistant entry with ``tool_call``)."""
+    entries: list[dict[str, Any]] = []
+    for run_id, messages in thread_history_runs(thread.pk):
+        for message in messages:
+            for part in message.get("parts", []):
+                entry = _message_entry(message.get("kind"), part)
+                if entry is not None:
+                    entries.append({**entry, "run": str(run_id)})
+    return entries
+
+
+def _message_entry(kind: str | None, part: dict[str, Any]) -> dict[str, Any] | None:
+    part_kind = part.get("part_kind")
+    if part_kind == "system-prompt":
+        return {"role": "system", "content": part.get("content", "")}
+    if part_kind == "user-prompt":
+        content = part.get("content", "")
+        return {"role": "user", "content": content if isinstance(content, str) else str(content)}
+    if part_kind == "text":
+        return {"role": "assistant", "content": part.get("content", "")}
+    if part_kind == "tool-call":
+        args = part.get("args")
+        return {
+            "role": "assistant",
+            "content": "",
+            "tool_call": {
+                "name": part.get("tool_name", ""),
+                "arguments": args if isinstance(args, str) else json.dumps(args),
+            },
+        }
+    if part_kind in {"tool-return", "retry-prompt"}:
+        content = part.get("content", "")
+        return {
+            "role": "tool",
+            "content": content if isinstance(content, str) else json.dumps(content, default=str),
+            "tool_name": part.get("tool_name", ""),
+        }
+    return None
 
 
 def events_after(

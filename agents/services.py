@@ -25,6 +25,7 @@ from agents.agent_services import agent_version_current
 from agents.lifecycle import EVENT_FOR_STATUS, TERMINAL, RunStatus, sources_of
 from agents.models import Agent, ModelCall, Run, RunEvent, Thread
 from agents.runtime.events import envelope_of, next_seq_sync, publish_sync
+from agents.selectors import thread_history_runs
 from core.errors import (
     ApplicationError,
     ConflictError,
@@ -122,25 +123,10 @@ def thread_history(run: Run) -> list[Any]:
     """
     if run.thread_id is None:
         return []
-    budget = settings.THREAD_HISTORY_MAX_CHARS
-    earlier = (
-        Run.objects.filter(
-            thread_id=run.thread_id, status=RunStatus.SUCCEEDED, created_at__lt=run.created_at
-        )
-        .order_by("-created_at")
-        .values_list("messages", flat=True)
-    )
-    kept: list[list[Any]] = []
-    used = 0
-    for messages in earlier:
-        size = len(json.dumps(messages))
-        if used + size > budget:
-            break
-        kept.append(messages)
-        used += size
     from pydantic_ai.messages import ModelMessagesTypeAdapter
 
-    flat = [m for messages in reversed(kept) for m in messages]
+    kept = thread_history_runs(run.thread_id, before=run.created_at)
+    flat = [m for _, messages in kept for m in messages]
     return list(ModelMessagesTypeAdapter.validate_python(flat))
 
 
@@ -434,6 +420,11 @@ def tokens_purge_expired() -> int:
 
     deleted, _ = AuthToken.objects.filter(expiry__lt=timezone.now()).delete()
     return deleted
+
+
+def thread_delete(*, thread: Thread) -> None:
+    """Delete a thread; its runs stay, detached (``Run.thread`` is SET_NULL)."""
+    thread.delete()
 
 
 def thread_create(*, agent: Agent, owner: AbstractBaseUser, title: str = "") -> Thread:

@@ -7,7 +7,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from agents import api as agents_api
-from agents import api_agents, api_usage
+from agents import api_agents, api_threads, api_usage
 from agents import sse as agents_sse
 from core import views as core_views
 from monitoring import views as monitoring_views
@@ -16,7 +16,7 @@ from monitoring import views as monitoring_views
 API_RESOURCES = {
     "agents": "agent-list",
     "runs": "run-list",
-    "threads": "thread-create",
+    "threads": "thread-list",
     "usage": "usage",
     "moderation_flags": "moderation-flag-list",
     "moderation_check": "moderation-check",
@@ -45,8 +45,13 @@ api_v1 = [
     ),
     path("agents/<slug:slug>/runs/", agents_api.AgentRunCreateView.as_view(), name="agent-runs"),
     path("runs/", agents_api.RunListView.as_view(), name="run-list"),
-    path("threads/", agents_api.ThreadCreateView.as_view(), name="thread-create"),
-    path("threads/<str:thread_id>/", agents_api.ThreadDetailView.as_view(), name="thread-detail"),
+    path("threads/", api_threads.ThreadListCreateView.as_view(), name="thread-list"),
+    path("threads/<str:thread_id>/", api_threads.ThreadDetailView.as_view(), name="thread-detail"),
+    path(
+        "threads/<str:thread_id>/messages/",
+        api_threads.ThreadMessagesView.as_view(),
+        name="thread-messages",
+    ),
     path("runs/<str:run_id>/", agents_api.RunDetailView.as_view(), name="run-detail"),
     path("runs/<str:run_id>/events/", agents_api.RunEventsView.as_view(), name="run-events"),
     path("runs/<str:run_id>/cancel/", agents_api.RunCancelView.as_view(), name="run-cancel"),
