@@ -112,6 +112,8 @@ def base_env(tmp: Path) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
         LOG_LEVEL="INFO",
         LOG_FORMAT="json",  # production's format, which tests/e2e/test_log_trail_e2e.py reads
+        # The tests' webhook receivers listen on 127.0.0.1.
+        WEBHOOK_ALLOW_PRIVATE_NETWORKS="127.0.0.0/8",
     )
     return env
 
