@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import random
 import time
+import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +33,13 @@ from pydantic_ai.exceptions import (
     UnexpectedModelBehavior,
 )
 from pydantic_ai.models import Model, ModelRequestParameters, StreamedResponse
+
+# Imported with this module (a worker imports it at start), never on the runtime loop.
+from pydantic_ai.models.anthropic import AnthropicModel
+from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.models.wrapper import WrapperModel
+from pydantic_ai.providers.anthropic import AnthropicProvider
+from pydantic_ai.providers.openai import OpenAIProvider
 from pydantic_ai.settings import ModelSettings
 
 from agents.models import ProviderKind
@@ -45,11 +54,62 @@ class ProviderConfigError(Exception):
 
 
 def build_model(config: dict[str, Any], *, api_key: str | None = None) -> Model:
-    """The pydantic-ai model for a run; ``api_key`` is the revealed vault value, if any."""
+    """The pydantic-ai model for a run; ``api_key`` is the revealed vault value, if any.
+
+    Shared: one model (and so one provider client, with its HTTP connection pool and TLS
+    context) per provider, model name and key per event loop, reused by every run on that
+    loop. Building one costs ~36 ms of CPU (a new ``ssl.create_default_context()`` and
+    HTTP client), which done per run on the shared loop stalled every other run. A change
+    of the provider's settings or of its key gives another fingerprint, and the entry is
+    rebuilt; clients are per loop because their connections belong to the loop that
+    opened them.
+    """
+    provider = config["provider"]
+    if provider["kind"] == ProviderKind.DEMO:
+        return demo_model(config["model_name"])
+    try:
+        loop: Any = asyncio.get_running_loop()
+    except RuntimeError:  # built outside a loop (a synchronous check): not shared
+        return _new_model(config, api_key=api_key)
+    slot = (
+        provider.get("id") or provider.get("base_url") or "",
+        provider["kind"],
+        config["model_name"],
+    )
+    fingerprint = _fingerprint(provider, api_key)
+    models = _shared_models.setdefault(loop, {})
+    cached = models.get(slot)
+    if cached is not None and cached[0] == fingerprint:
+        return cached[1]
+    model = _new_model(config, api_key=api_key)
+    if len(models) >= MAX_SHARED_MODELS and slot not in models:
+        models.pop(next(iter(models)))  # the oldest entry
+    models[slot] = (fingerprint, model)
+    return model
+
+
+MAX_SHARED_MODELS = 256
+_shared_models: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], tuple[str, Model]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _fingerprint(provider: dict[str, Any], api_key: str | None) -> str:
+    """What makes a client differ: its settings and its key (a digest; the key itself
+    never leaves the client)."""
+    parts = {
+        "kind": provider["kind"],
+        "base_url": provider.get("base_url") or "",
+        "timeout_s": provider.get("timeout_s"),
+        "extra_headers": provider.get("extra_headers") or {},
+        "key": hashlib.sha256((api_key or "").encode()).hexdigest(),
+    }
+    return json.dumps(parts, sort_keys=True)
+
+
+def _new_model(config: dict[str, Any], *, api_key: str | None) -> Model:
     provider = config["provider"]
     kind = provider["kind"]
-    if kind == ProviderKind.DEMO:
-        return demo_model(config["model_name"])
     settings: ModelSettings = {
         "timeout": float(provider.get("timeout_s") or 60),
         # Retries are ours (MeteredModel), so that each one is visible in the run's events.
@@ -58,17 +118,11 @@ def build_model(config: dict[str, Any], *, api_key: str | None = None) -> Model:
     if provider.get("extra_headers"):
         settings["extra_headers"] = dict(provider["extra_headers"])
     if kind == ProviderKind.OPENAI:
-        from pydantic_ai.models.openai import OpenAIChatModel
-        from pydantic_ai.providers.openai import OpenAIProvider
-
         client = OpenAIProvider(
             base_url=provider.get("base_url") or None, api_key=api_key or "not-needed"
         )
         return OpenAIChatModel(config["model_name"], provider=client, settings=settings)
     if kind == ProviderKind.ANTHROPIC:
-        from pydantic_ai.models.anthropic import AnthropicModel
-        from pydantic_ai.providers.anthropic import AnthropicProvider
-
         if not api_key:
             raise ProviderConfigError("The Anthropic provider needs an API key.")
         anthropic = AnthropicProvider(base_url=provider.get("base_url") or None, api_key=api_key)
