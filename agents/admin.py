@@ -13,6 +13,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 from unfold.admin import ModelAdmin
+from unfold.decorators import action
 
 from agents.lifecycle import is_terminal
 from agents.models import Agent, ModelCall, PriceOverride, Provider, Run, RunEvent, Thread
@@ -29,6 +30,31 @@ class ProviderAdmin(ModelAdmin):
     list_filter = ["kind"]
     search_fields = ["name"]
     autocomplete_fields = ["api_key"]
+    actions_detail = ["check_connection"]
+
+    @action(
+        description="Check connection",
+        url_path="check-connection",
+        permissions=["agents.change_provider"],
+    )
+    def check_connection(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """One cheap authenticated request to the provider; the outcome as a message."""
+        from agents.provider_services import provider_check
+
+        provider = get_object_or_404(Provider, pk=object_id)
+        try:
+            result = provider_check(provider=provider, actor=request.user)
+        except ApplicationError as exc:
+            messages.error(request, f"{provider.name}: {exc.message}")
+        else:
+            if result["ok"]:
+                messages.success(
+                    request, f"{provider.name}: connected in {result['latency_ms']} ms."
+                )
+            else:
+                status = f" (HTTP {result['status']})" if result["status"] else ""
+                messages.error(request, f"{provider.name}{status}: {result['error']['message']}")
+        return HttpResponseRedirect(reverse("admin:agents_provider_change", args=[provider.pk]))
 
 
 @admin.register(PriceOverride)

@@ -44,6 +44,19 @@ class Provider(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.kind})"
 
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        headers = self.extra_headers
+        if not isinstance(headers, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+        ):
+            raise ValidationError(
+                {"extra_headers": 'An object of header names to strings, e.g. {"X-Team": "a"}.'}
+            )
+        if self.kind == ProviderKind.DEMO and self.api_key_id is not None:
+            raise ValidationError({"api_key": "The demo provider takes no API key."})
+
 
 slug_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9-]{0,62}$", "Lower-case letters, digits and dashes, at most 63."

@@ -8,6 +8,7 @@ from agents.agent_services import EDITABLE_FIELDS
 from agents.models import Agent, AgentVersion, Provider, Run, Thread
 from core.serializers import StrictCharField, StrictModelSerializer, StrictSerializer, money_str
 from moderation.models import Policy
+from secrets_vault.models import Secret
 
 
 class AgentSerializer(serializers.ModelSerializer):
@@ -62,6 +63,52 @@ class AgentConfigSerializer(StrictModelSerializer):
     def get_links(self, agent: Agent) -> dict[str, str]:
         base = f"/api/v1/agents/{agent.slug}/"
         return {"self": base, "runs": f"{base}runs/", "versions": f"{base}versions/"}
+
+
+class ProviderSerializer(StrictModelSerializer):
+    """A provider; the API key is the name of a vault secret, never a value."""
+
+    api_key_secret = serializers.SlugRelatedField(
+        source="api_key",
+        slug_field="name",
+        queryset=Secret.objects.all(),
+        allow_null=True,
+        required=False,
+        help_text="The name of the vault secret holding the API key.",
+    )
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Provider
+        fields = [
+            "name",
+            "kind",
+            "base_url",
+            "api_key_secret",
+            "timeout_s",
+            "max_retries",
+            "extra_headers",
+            "created_at",
+            "updated_at",
+            "links",
+        ]
+        read_only_fields = ["created_at", "updated_at", "links"]
+
+    def get_links(self, provider: Provider) -> dict[str, str]:
+        base = f"/api/v1/providers/{provider.name}/"
+        return {"self": base, "check": f"{base}check/"}
+
+
+class ProviderCheckErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ProviderCheckSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    latency_ms = serializers.FloatField()
+    status = serializers.IntegerField(allow_null=True, help_text="The provider's HTTP status.")
+    error = ProviderCheckErrorSerializer(required=False)
 
 
 class AgentVersionSerializer(serializers.ModelSerializer):

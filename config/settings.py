@@ -254,6 +254,11 @@ SSE_KEEPALIVE_S = env.int("SSE_KEEPALIVE_S", default=WS_PING_INTERVAL_S)
 STREAM_MAX_PENDING_EVENTS = env.int("STREAM_MAX_PENDING_EVENTS", default=1000)
 # CIDRs the http_request tool may reach although they are private (on-prem services).
 HTTP_TOOL_ALLOW_PRIVATE_NETWORKS = env.list("HTTP_TOOL_ALLOW_PRIVATE_NETWORKS", default=[])
+# CIDRs a provider's connection check may reach although private or loopback (a
+# self-hosted vLLM or Ollama, 127.0.0.0/8 in development); metadata addresses never.
+PROVIDER_CHECK_ALLOW_PRIVATE_NETWORKS = env.list(
+    "PROVIDER_CHECK_ALLOW_PRIVATE_NETWORKS", default=[]
+)
 
 # --- Webhooks (docs/webhooks.md) --------------------------------------------------------
 # CIDRs webhook URLs may point into although private or loopback (e.g. 127.0.0.0/8 for

@@ -7,7 +7,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from agents import api as agents_api
-from agents import api_agents, api_threads, api_usage
+from agents import api_agents, api_providers, api_threads, api_usage
 from agents import sse as agents_sse
 from core import views as core_views
 from monitoring import views as monitoring_views
@@ -15,6 +15,7 @@ from monitoring import views as monitoring_views
 # The API root lists these (name -> URL name).
 API_RESOURCES = {
     "agents": "agent-list",
+    "providers": "provider-list",
     "runs": "run-list",
     "threads": "thread-list",
     "usage": "usage",
@@ -42,6 +43,15 @@ api_v1 = [
         "agents/<slug:slug>/versions/<int:number>/restore/",
         api_agents.AgentVersionRestoreView.as_view(),
         name="agent-version-restore",
+    ),
+    path("providers/", api_providers.ProviderListView.as_view(), name="provider-list"),
+    path(
+        "providers/<str:name>/", api_providers.ProviderDetailView.as_view(), name="provider-detail"
+    ),
+    path(
+        "providers/<str:name>/check/",
+        api_providers.ProviderCheckView.as_view(),
+        name="provider-check",
     ),
     path("agents/<slug:slug>/runs/", agents_api.AgentRunCreateView.as_view(), name="agent-runs"),
     path("runs/", agents_api.RunListView.as_view(), name="run-list"),
