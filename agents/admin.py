@@ -35,7 +35,7 @@ class ProviderAdmin(ModelAdmin):
     @action(
         description="Check connection",
         url_path="check-connection",
-        permissions=["agents.change_provider"],
+        permissions=["change"],
     )
     def check_connection(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """One cheap authenticated request to the provider; the outcome as a message."""
