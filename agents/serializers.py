@@ -1,12 +1,19 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from rest_framework import serializers
 
 from agents.agent_services import EDITABLE_FIELDS
 from agents.models import Agent, AgentVersion, Provider, Run, Thread
-from core.serializers import StrictCharField, StrictModelSerializer, StrictSerializer, money_str
+from core.serializers import (
+    StrictCharField,
+    StrictIntegerField,
+    StrictModelSerializer,
+    StrictSerializer,
+    money_str,
+)
 from moderation.models import Policy
 from secrets_vault.models import Secret
 
@@ -129,14 +136,27 @@ class AgentDeletedSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 
+class RunLimitsSerializer(StrictSerializer):
+    """Per-run limits: whole numbers (and a decimal cost), each positive. The service checks
+    each against the agent's ceiling (``merge_limits``)."""
+
+    max_requests = StrictIntegerField(required=False, min_value=1)
+    max_tool_calls = StrictIntegerField(required=False, min_value=1)
+    max_input_tokens = StrictIntegerField(required=False, min_value=1)
+    max_output_tokens = StrictIntegerField(required=False, min_value=1)
+    max_cost_usd = serializers.DecimalField(
+        required=False, max_digits=12, decimal_places=6, min_value=Decimal("0.000001")
+    )
+    timeout_s = StrictIntegerField(required=False, min_value=1, help_text="Seconds.")
+
+
 class RunCreateSerializer(StrictSerializer):
     # The length limit is checked by the service, with its own error code.
     input = StrictCharField(allow_blank=False, trim_whitespace=False)
     thread = serializers.UUIDField(required=False)
-    limits = serializers.DictField(
+    limits = RunLimitsSerializer(
         required=False,
-        help_text="Lower the agent's limits for this run: max_requests, max_tool_calls, "
-        "max_input_tokens, max_output_tokens, max_cost_usd, timeout_s.",
+        help_text="Lower the agent's limits for this run; each at most the agent's.",
     )
 
 

@@ -54,7 +54,12 @@ def agent_limits(agent: Agent) -> dict[str, Any]:
 
 
 def merge_limits(ceiling: dict[str, Any], requested: dict[str, Any]) -> dict[str, Any]:
-    """Per-run limits may lower the agent's, never raise them."""
+    """Per-run limits may lower the agent's, never raise them.
+
+    Every limit but ``max_cost_usd`` is a whole number (a JSON integer, not 0.5 truncated
+    to 0, not "5", not true); the cost a finite decimal. Each must be positive and at most
+    the agent's. Anything else is an ``invalid_limits`` error naming the limit.
+    """
     unknown = sorted(set(requested) - set(LIMIT_FIELDS))
     if unknown:
         raise ApplicationError(
@@ -64,17 +69,38 @@ def merge_limits(ceiling: dict[str, Any], requested: dict[str, Any]) -> dict[str
         )
     merged = dict(ceiling)
     for name, value in requested.items():
-        try:
-            wanted = Decimal(str(value))
-        except (ArithmeticError, ValueError):
-            raise ApplicationError("invalid_limits", f"{name} must be a number.") from None
-        if wanted <= 0:
-            raise ApplicationError("invalid_limits", f"{name} must be positive.")
+        wanted = _limit_value(name, value)
         cap = ceiling.get(name)
         if cap is not None and wanted > Decimal(str(cap)):
-            raise ApplicationError("invalid_limits", f"{name} may not exceed the agent's {cap}.")
+            raise ApplicationError(
+                "invalid_limits",
+                f"{name} may not exceed the agent's {cap}.",
+                details={"limit": name},
+            )
         merged[name] = str(wanted) if name == "max_cost_usd" else int(wanted)
     return merged
+
+
+def _limit_value(name: str, value: Any) -> Decimal:
+    def invalid(why: str) -> ApplicationError:
+        return ApplicationError("invalid_limits", f"{name} {why}.", details={"limit": name})
+
+    if name == "max_cost_usd":
+        if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+            raise invalid("must be a number")
+        try:
+            wanted = Decimal(str(value))
+        except ArithmeticError:
+            raise invalid("must be a number") from None
+        if not wanted.is_finite():
+            raise invalid("must be a finite number")
+    elif isinstance(value, bool) or not isinstance(value, int):
+        raise invalid("must be a whole number")
+    else:
+        wanted = Decimal(value)
+    if wanted <= 0:
+        raise invalid("must be positive")
+    return wanted
 
 
 def agent_config_snapshot(agent: Agent) -> dict[str, Any]:
@@ -228,7 +254,8 @@ def run_create(
                 input=input,
                 config=config,
                 agent_version=version,
-                limits=limits or {},
+                # What the caller asked for, as validated (JSON-safe: the cost a string).
+                limits={name: config["limits"][name] for name in limits or {}},
                 thread=thread,
                 parent=parent,
                 depth=(parent.depth + 1) if parent else 0,

@@ -46,6 +46,15 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer, and only that: DRF's IntegerField would take "5", 5.0 and True."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 MONEY_PLACES = 6
 _MONEY_QUANTUM = Decimal(1).scaleb(-MONEY_PLACES)
 

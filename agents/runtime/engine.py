@@ -74,6 +74,16 @@ def usage_limits(limits: dict[str, Any]) -> UsageLimits:
     )
 
 
+def effective_timeout_s(limits: dict[str, Any]) -> float:
+    """The run's wall-time limit: its own (at most the agent's), never above the global
+    ``RUN_TIMEOUT_S`` that the Celery time limits are derived from. Only a missing limit
+    means "none set"; a limit is never tested for truth, so no value can widen it."""
+    timeout_s = limits.get("timeout_s")
+    if timeout_s is None:
+        return float(settings.RUN_TIMEOUT_S)
+    return float(min(timeout_s, settings.RUN_TIMEOUT_S))
+
+
 def limit_name(exc: UsageLimitExceeded) -> str:
     match = re.search(r"(\w+_limit)", str(exc))
     return _LIMIT_NAMES.get(match.group(1), match.group(1)) if match else "usage"
@@ -220,7 +230,7 @@ class RunExecution:
     async def execute(self) -> Outcome:
         """Run the model loop; returns (final status, terminal event data, run fields)."""
         limits = self.config.get("limits", {})
-        timeout_s = limits.get("timeout_s") or settings.RUN_TIMEOUT_S
+        timeout_s = effective_timeout_s(limits)
         try:
             async with asyncio.timeout(timeout_s):
                 prompt = await self.guard.check_input(self.run.input)

@@ -111,7 +111,7 @@ def _new_model(config: dict[str, Any], *, api_key: str | None) -> Model:
     provider = config["provider"]
     kind = provider["kind"]
     settings: ModelSettings = {
-        "timeout": float(provider.get("timeout_s") or 60),
+        "timeout": float(60 if provider.get("timeout_s") is None else provider["timeout_s"]),
         # Retries are ours (MeteredModel), so that each one is visible in the run's events.
         "max_retries": 0,
     }
