@@ -11,11 +11,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Aggregate, Count, F, FloatField, Func, Q, QuerySet, Sum
+from django.db.models import Aggregate, Count, F, FloatField, Func, Min, Q, QuerySet, Sum
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import TruncDate
 
-from agents.lifecycle import RunStatus
+from agents.lifecycle import ACTIVE, TERMINAL, UNFINISHED, RunStatus
 from agents.models import Agent, AgentVersion, ModelCall, Run, RunEvent, Thread
 from agents.runtime.events import Envelope, envelope_of
 from core.permissions import has_perms
@@ -311,4 +311,103 @@ def usage_summary(
                 group[name] = round(float(group[name]), 3)
         result.append({**named, **group})
     result.sort(key=lambda g: tuple(str(g[name]) for name in group_by))
+    return result
+
+
+# --- Run state and budgets (the dashboard and the run-state gauges) -------------------
+
+
+def run_window_stats(*, start: datetime, end: datetime) -> dict[str, Any]:
+    """Runs created in ``start <= t < end``: counts by status, the success rate among
+    finished runs, and p50/p95 of duration and of queue wait (created -> started), in
+    seconds. Two aggregate queries on the ``created_at`` index."""
+    runs = Run.objects.filter(created_at__gte=start, created_at__lt=end)
+    counts = dict(runs.values_list("status").annotate(n=Count("id")).order_by())
+    by_status = {s: counts.get(s, 0) for s in RUN_STATUSES}
+    finished = sum(by_status[s] for s in TERMINAL)
+    stats: dict[str, Any] = {
+        "runs": {"total": sum(by_status.values()), **by_status},
+        "success_rate": by_status[RunStatus.SUCCEEDED] / finished if finished else None,
+    }
+    duration = (F("finished_at") - F("started_at"), "started_at", "finished_at")
+    wait = (F("started_at") - F("created_at"), "created_at", "started_at")
+    if connection.vendor == "postgresql":
+        row = runs.aggregate(
+            duration_p50=PercentileCont(EpochSeconds(duration[0]), 0.5),
+            duration_p95=PercentileCont(EpochSeconds(duration[0]), 0.95),
+            wait_p50=PercentileCont(EpochSeconds(wait[0]), 0.5),
+            wait_p95=PercentileCont(EpochSeconds(wait[0]), 0.95),
+        )
+    else:
+        row = {}
+        for name, (_, first, last) in (("duration", duration), ("wait", wait)):
+            pairs = runs.filter(**{f"{first}__isnull": False, f"{last}__isnull": False})
+            values = [(b - a).total_seconds() for a, b in pairs.values_list(first, last)]
+            row[f"{name}_p50"], row[f"{name}_p95"] = (
+                _percentile(values, 0.5),
+                _percentile(values, 0.95),
+            )
+    for name, value in row.items():
+        stats[f"{name}_s"] = round(float(value), 3) if value is not None else None
+    return stats
+
+
+def runs_unfinished_state(*, now: datetime, stale_after_s: float) -> dict[str, Any]:
+    """Unfinished runs by status, how many active ones have a stale heartbeat, and the
+    oldest queued run's creation time; one query on the partial index of unfinished runs."""
+    cutoff = now - timedelta(seconds=stale_after_s)
+    rows = (
+        Run.objects.filter(status__in=UNFINISHED)
+        .values("status")
+        .annotate(
+            n=Count("pk"),
+            oldest=Min("created_at"),
+            stale=Count("pk", filter=Q(heartbeat_at__lt=cutoff)),
+        )
+        .order_by()
+    )
+    by_status = {row["status"]: row for row in rows}
+    return {
+        "by_status": {s: by_status.get(s, {}).get("n", 0) for s in UNFINISHED},
+        "stale": sum(by_status.get(s, {}).get("stale", 0) for s in ACTIVE),
+        "oldest_queued_at": by_status.get(RunStatus.QUEUED, {}).get("oldest"),
+    }
+
+
+def runs_stuck_or_waiting(*, now: datetime, stale_after_s: float, limit: int = 10) -> list[Run]:
+    """Active runs with a stale heartbeat, then the longest-waiting queued runs."""
+    cutoff = now - timedelta(seconds=stale_after_s)
+    unfinished = Run.objects.filter(status__in=UNFINISHED).select_related("agent")
+    stuck = list(unfinished.filter(status__in=ACTIVE, heartbeat_at__lt=cutoff)[:limit])
+    waiting = unfinished.filter(status=RunStatus.QUEUED).order_by("created_at")
+    return stuck + list(waiting[: max(limit - len(stuck), 0)])
+
+
+def agent_budget_use(*, since: datetime) -> list[dict[str, Any]]:
+    """Each agent with a monthly budget: what it spent since ``since`` (the month start)
+    and the share of the budget that is, on the ledger's (agent, created_at) index."""
+    budgets = list(
+        Agent.objects.filter(monthly_budget_usd__gt=0)
+        .order_by("slug")
+        .values_list("pk", "slug", "monthly_budget_usd")
+    )
+    spent = dict(
+        ModelCall.objects.filter(agent_id__in=[pk for pk, _, _ in budgets], created_at__gte=since)
+        .values("agent_id")
+        .annotate(total=Sum("cost_usd"))
+        .order_by()
+        .values_list("agent_id", "total")
+    )
+    result = []
+    for pk, slug, budget in budgets:
+        used = spent.get(pk) or Decimal(0)
+        result.append(
+            {
+                "agent_id": pk,
+                "agent": slug,
+                "budget_usd": budget,
+                "spent_usd": used,
+                "ratio": float(used / budget),
+            }
+        )
     return result

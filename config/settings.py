@@ -342,6 +342,7 @@ UNFOLD = {
     "SITE_URL": "/admin/",
     "SHOW_VIEW_ON_SITE": False,
     "SIDEBAR": {"show_search": True, "navigation": "console.navigation.sidebar"},
+    "DASHBOARD_CALLBACK": "console.dashboard.dashboard_callback",
     "STYLES": ["console.navigation.stylesheet"],
     "SCRIPTS": ["console.navigation.script"],
 }

@@ -20,18 +20,13 @@ from __future__ import annotations
 
 import concurrent.futures
 from collections.abc import Iterator
-from datetime import timedelta
-from decimal import Decimal
 
 import structlog
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Min, Q, Sum
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
-
-from agents.lifecycle import ACTIVE, UNFINISHED, RunStatus
 
 log = structlog.get_logger(__name__)
 
@@ -107,48 +102,26 @@ def _budget_family() -> GaugeMetricFamily:
 
 
 def _run_gauges() -> list[Metric]:
-    from agents.models import Run
+    from agents.selectors import runs_unfinished_state
 
     now = timezone.now()
-    cutoff = now - timedelta(seconds=settings.RUN_STALE_AFTER_S)
-    rows = (
-        Run.objects.filter(status__in=UNFINISHED)
-        .values("status")
-        .annotate(
-            n=Count("pk"),
-            oldest=Min("created_at"),
-            stale=Count("pk", filter=Q(heartbeat_at__lt=cutoff)),
-        )
-        .order_by()
-    )
-    by_status = {row["status"]: row for row in rows}
+    state = runs_unfinished_state(now=now, stale_after_s=settings.RUN_STALE_AFTER_S)
     runs, stale, queued_age = _run_families()
-    for status in UNFINISHED:
-        runs.add_metric([status], by_status.get(status, {}).get("n", 0))
-    stale.add_metric([], sum(by_status.get(s, {}).get("stale", 0) for s in ACTIVE))
-    oldest = by_status.get(RunStatus.QUEUED, {}).get("oldest")
+    for status, n in state["by_status"].items():
+        runs.add_metric([status], n)
+    stale.add_metric([], state["stale"])
+    oldest = state["oldest_queued_at"]
     queued_age.add_metric([], (now - oldest).total_seconds() if oldest else 0.0)
     return [runs, stale, queued_age]
 
 
 def _budget_gauge() -> Metric:
-    from agents.models import Agent, ModelCall
+    from agents.selectors import agent_budget_use
     from agents.services import month_start
 
-    agents = Agent.objects.filter(monthly_budget_usd__gt=0).order_by("slug")
-    budgets = list(agents.values_list("pk", "slug", "monthly_budget_usd"))
-    # On the (agent, created_at) index of the ledger.
-    spent = dict(
-        ModelCall.objects.filter(agent_id__in=[pk for pk, _, _ in budgets])
-        .filter(created_at__gte=month_start())
-        .values("agent_id")
-        .annotate(total=Sum("cost_usd"))
-        .order_by()
-        .values_list("agent_id", "total")
-    )
     ratio = _budget_family()
-    for pk, slug, budget in budgets:
-        ratio.add_metric([slug], float((spent.get(pk) or Decimal(0)) / budget))
+    for row in agent_budget_use(since=month_start()):
+        ratio.add_metric([row["agent"]], row["ratio"])
     return ratio
 
 

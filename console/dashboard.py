@@ -1,0 +1,144 @@
+"""The admin index as a dashboard: runs, latency, spend, budgets, flags, stuck runs, health.
+
+Every number comes from a selector (the usage API's ``usage_summary`` for spend and runs
+per agent and model per day); each block shows only with the permission it needs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+from django.utils import timezone
+
+from agents.selectors import (
+    agent_budget_use,
+    run_window_stats,
+    runs_stuck_or_waiting,
+    usage_summary,
+)
+from agents.services import month_start
+from monitoring.health import readiness
+
+WINDOWS: dict[str, tuple[str, timedelta]] = {
+    "24h": ("24 h", timedelta(hours=24)),
+    "7d": ("7 d", timedelta(days=7)),
+    "30d": ("30 d", timedelta(days=30)),
+}
+DEFAULT_WINDOW = "24h"
+BUDGET_AMBER, BUDGET_RED = 0.8, 1.0
+# Distinct series colours for the spend charts (agents or models), cycled.
+PALETTE = ["#7c3aed", "#0ea5e9", "#f59e0b", "#10b981", "#ef4444", "#6366f1", "#ec4899", "#84cc16"]
+TOP_SERIES = 8
+
+
+def dashboard_callback(request: HttpRequest, context: dict[str, Any]) -> dict[str, Any]:
+    """unfold's DASHBOARD_CALLBACK: the index page's context."""
+    context.update(dashboard_context(request))
+    return context
+
+
+def dashboard_context(request: HttpRequest) -> dict[str, Any]:
+    user = request.user
+    key = request.GET.get("window", DEFAULT_WINDOW)
+    if key not in WINDOWS:
+        key = DEFAULT_WINDOW
+    end = timezone.now()
+    start = end - WINDOWS[key][1]
+    context: dict[str, Any] = {
+        "dashboard": True,
+        "windows": [(k, label, k == key) for k, (label, _) in WINDOWS.items()],
+        "window_label": WINDOWS[key][0],
+        "health": readiness()[1],
+    }
+    if user.has_perm("agents.view_run"):
+        context["stats"] = run_window_stats(start=start, end=end)
+        stuck = runs_stuck_or_waiting(now=end, stale_after_s=settings.RUN_STALE_AFTER_S)
+        context["stuck"] = [stuck_row(run, end) for run in stuck]
+        context.update(spend_context(user, start, end))
+    if user.has_perm("agents.view_agent"):
+        context["budgets"] = [budget_row(row) for row in agent_budget_use(since=month_start())]
+    return context
+
+
+def stuck_row(run: Any, now: Any) -> dict[str, Any]:
+    waiting = run.status == "queued"
+    since = run.created_at if waiting else (run.heartbeat_at or run.started_at or run.created_at)
+    return {
+        "run": run,
+        "reason": "waiting" if waiting else "stale heartbeat",
+        "age_s": round((now - since).total_seconds()),
+    }
+
+
+def budget_row(row: dict[str, Any]) -> dict[str, Any]:
+    ratio = row["ratio"]
+    level = "red" if ratio >= BUDGET_RED else "amber" if ratio >= BUDGET_AMBER else "green"
+    return {**row, "percent": round(ratio * 100, 1), "width": min(ratio, 1) * 100, "level": level}
+
+
+def _days(start: Any, end: Any) -> list[date]:
+    first, last = start.date(), end.date()
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def spend_context(user: Any, start: Any, end: Any) -> dict[str, Any]:
+    """Per agent: runs, success rate, p50/p95 and spend; per day: spend by agent and by
+    model, as chart data. One ``usage_summary`` call grouped by agent, model and day."""
+    rows = usage_summary(user=user, group_by=["agent", "model", "day"], start=start, end=end)
+    agents: dict[str, dict[str, Any]] = {}
+    by_agent_day: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    by_model_day: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    for row in rows:
+        agent = agents.setdefault(
+            row["agent"],
+            {
+                "agent": row["agent"],
+                "runs": 0,
+                "succeeded": 0,
+                "failed": 0,
+                "cost": Decimal(0),
+                "tokens": 0,
+            },
+        )
+        agent["runs"] += row["runs"]["total"]
+        agent["succeeded"] += row["runs"]["succeeded"]
+        agent["failed"] += sum(row["runs"][s] for s in ("failed", "timed_out", "blocked"))
+        agent["cost"] += row["cost_usd"]
+        agent["tokens"] += row["input_tokens"] + row["output_tokens"]
+        by_agent_day[row["agent"]][row["day"]] += row["cost_usd"]
+        by_model_day[row["model"] or "?"][row["day"]] += row["cost_usd"]
+    for agent in agents.values():
+        finished = agent["succeeded"] + agent["failed"]
+        agent["success_rate"] = agent["succeeded"] / finished if finished else None
+    days = _days(start, end)
+    return {
+        "agents_table": sorted(agents.values(), key=lambda a: -a["cost"]),
+        "total_cost": sum((a["cost"] for a in agents.values()), Decimal(0)),
+        "spend_by_agent_chart": chart(days, by_agent_day),
+        "spend_by_model_chart": chart(days, by_model_day),
+    }
+
+
+def chart(days: list[date], series: dict[str, dict[date, Decimal]]) -> str:
+    """Chart.js bar data (unfold's chart component reads it from a data attribute)."""
+    ranked = sorted(series, key=lambda name: -sum(series[name].values()))[:TOP_SERIES]
+    return json.dumps(
+        {
+            "labels": [d.isoformat() for d in days],
+            "datasets": [
+                {
+                    "label": name,
+                    "data": [float(series[name].get(d, 0)) for d in days],
+                    "backgroundColor": PALETTE[i % len(PALETTE)],
+                    "stack": "spend",
+                }
+                for i, name in enumerate(ranked)
+            ],
+        }
+    )
