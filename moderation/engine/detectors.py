@@ -37,6 +37,7 @@ class Detector:
         "lookahead",
         "validate",
         "priority",
+        "stages",
     )
 
     def __init__(
@@ -63,6 +64,8 @@ class Detector:
         self.lookahead = lookahead
         self.validate = validate
         self.priority = priority
+        # Stages this detector runs in (None = every stage the rule covers).
+        self.stages: frozenset[str] | None = None
 
     def __repr__(self) -> str:
         # Never show the pattern: for known secrets it contains the secret values.

@@ -1,211 +1,92 @@
-"""Prompt-injection heuristics (English, German, French, Spanish) with a scoring rule.
+"""Layered prompt-injection detection with a scoring rule.
 
-Each phrase pattern has a weight. A phrase match becomes a finding when its score reaches
-the rule's ``threshold`` (default 1.0):
+Layers (each can be switched on or off with the rule's ``layers`` parameter):
+
+1. ``phrases``: phrase families per intent (override, extraction, persona, smuggling, fake
+   roles and delimiters) in English, German, Spanish, French and Italian, loaded from the
+   data files in ``injection_phrases/`` (see ``phrases``). Read on the ``folded`` view, so
+   invisible characters, Cyrillic look-alikes and full-width forms are already gone;
+   leetspeak is folded by the compiled letter classes.
+2. ``views``: the same phrases read in other views of the text: reversed text, ROT13,
+   letters spaced out by single spaces or separators ("i g n o r e", "i.g.n.o.r.e") once
+   joined, and base64 and hex segments once decoded (each segment at most
+   ``MAX_DECODED_SEGMENT`` characters, only when at least 85 % of the decoded text is
+   printable).
+3. ``structure``: signals that do not depend on a language: chat-template tokens
+   (``<|im_start|>``, ``[INST]``, ``<<SYS>>``), a fake system or admin turn at a line start
+   followed by an order, and, only in ``tool_output`` (content that should be data), a
+   ``"role": "system"`` inside tool JSON, hidden-text tricks (``display:none``, zero font
+   size, white text, HTML comments) that carry an order, and links that put conversation
+   data into a URL (markdown images or URLs with ``{conversation}`` placeholders).
+
+Each match has a weight. It becomes a finding when its score reaches the rule's
+``threshold`` (default 1.0):
 
     score = weight
             - 0.45 per distinct "discussion marker" in the 200 chars before it (max 2)
-            - 0.2 more when the phrase is directly quoted and a marker is present
+            - 0.2 more when the match is directly quoted and a marker is present
 
 Discussion markers are words that signal text *about* prompt injection rather than an
 attack ("prompt injection", "for example", "attackers", "zum Beispiel", "par exemple",
-"por ejemplo", ...). A strong phrase (weight 1.0-1.2) is therefore flagged on its own but
-not inside an explanation such as "What is prompt injection? Attackers write things like
-'ignore all previous instructions'". The trade-off is documented in docs/moderation.md: an
-attacker who wraps the attack in such words can lower its score.
+"por ejemplo", "ad esempio", ...). The damping applies to every layer, so a security
+question that quotes a base64 attack or a chat-template token stays unflagged. The
+trade-off is documented in docs/moderation.md: an attacker who wraps the attack in such
+words can lower its score.
 
-Patterns run on the ``folded`` view (NFKC, invisible characters removed, case-folded,
-homoglyphs mapped), so "ІGNORE" with a Cyrillic I or zero-width spaces still matches.
+Phrase unions are matched with RE2 (a DFA: linear, about 1 ms per 100 KB once warm); the
+Python form of the phrase that matched is only run on the match, to learn its weight.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+import threading
 from functools import lru_cache
 from typing import Any
 
+import re2
+
 from .detectors import Detector, python_detector
+from .normalize import normalise
+from .phrases import LANGUAGES, Phrase, compiled
+from .regex_tools import compile_re2, re2_options
 
-_S = r"[\s\-_*]{1,4}"  # whitespace (and markdown/underscore obfuscation) between words
-
-
-def _w(*words: str) -> str:
-    """Alternation of words, joined by our whitespace class where they contain spaces."""
-    return "(?:" + "|".join(w.replace(" ", _S) for w in words) + ")"
-
-
-def _opt(*words: str, n: int = 3) -> str:
-    """Up to ``n`` optional filler words, each followed by whitespace."""
-    return f"(?:{_w(*words)}{_S}){{0,{n}}}"
-
-
-_EN_TARGET = _w(
-    "instructions",
-    "instruction",
-    "prompts",
-    "prompt",
-    "rules",
-    "directions",
-    "guidelines",
-    "directives",
-    "constraints",
-    "system prompt",
-    "guardrails",
-)
-_DE_TARGET = _w(
-    "anweisungen",
-    "anweisung",
-    "instruktionen",
-    "regeln",
-    "befehle",
-    "vorgaben",
-    "richtlinien",
-    "systemanweisungen",
-)
-_FR_TARGET = _w("instructions", "consignes", "règles", "directives", "regles")
-_ES_TARGET = _w("instrucciones", "indicaciones", "reglas", "órdenes", "directrices")
-
-# (language, category, weight, pattern)
-# fmt: off
-PHRASES: tuple[tuple[str, str, float, str], ...] = (
-    # --- English --------------------------------------------------------------------
-    ("en", "override", 1.2,
-     _w("ignore", "disregard", "forget", "override", "bypass", "skip") + _S
-     + _opt("all", "any", "of", "the", "your", "my", "these", "those", "everything")
-     + _w("previous", "prior", "above", "earlier", "preceding", "foregoing", "original",
-          "initial", "system", "existing", "safety")
-     + _S + _EN_TARGET),
-    ("en", "override", 1.0,
-     _w("ignore", "disregard", "forget") + _S + _opt("all", "everything", "of")
-     + _w("the above", "everything above", "all above", "what you were told",
-          "everything you were told", "your programming", "your training")),
-    ("en", "override", 1.0, _w("new instructions", "updated instructions") + r"\s{0,2}:"),
-    ("en", "roleplay", 1.2,
-     r"you" + _S + r"are" + _S + r"now" + _S
-     + _w("dan", "in developer mode", "jailbroken", "unrestricted", "an unfiltered",
-          "a unfiltered", "free from", "no longer bound", "evil")),
-    ("en", "roleplay", 1.2,
-     _w("pretend", "imagine", "act as if", "act like") + _S + _opt("that", "you", "are")
-     + _w("you have no", "you had no", "you don't have any", "you do not have any",
-          "there are no", "without any")
-     + _S + _w("restrictions", "rules", "limits", "limitations", "filters", "guidelines",
-               "content policy", "safety")),
-    ("en", "roleplay", 1.2, _w("do anything now", "developer mode enabled",
-                               "jailbreak mode", "dan mode")),
-    ("en", "extraction", 1.1,
-     _w("reveal", "show", "print", "display", "output", "repeat", "tell me", "give me",
-        "leak", "dump", "write out", "what is")
-     + _S + _opt("me", "us", "verbatim", n=1)
-     + _w("your", "the") + _S + _opt("full", "entire", "original", "hidden", "initial",
-                                     "secret", "exact", n=2)
-     + _w("system prompt", "system message", "hidden prompt", "initial prompt",
-          "system instructions", "developer message")),
-    ("en", "extraction", 1.0,
-     _w("reveal", "print", "repeat", "dump", "leak") + _S + _w("your") + _S
-     + _opt("full", "entire", "original", "hidden", "initial", "exact", n=2)
-     + _w("instructions", "prompt", "rules")),
-    # Instructions smuggled into tool output, addressed to the model.
-    ("en", "smuggled", 1.2,
-     _w("ai assistant", "assistant", "ai agent", "ai", "llm", "chatgpt", "claude", "system",
-        "note to the ai", "note to the assistant", "note to ai", "attention ai",
-        "instructions for the ai")
-     + r"\s{0,2}:\s{0,4}"
-     + _w("ignore", "disregard", "forget", "do not tell", "don't tell", "you must",
-          "instead", "secretly", "send", "exfiltrate", "override")),
-    ("en", "smuggled", 1.0,
-     r"<\s{0,2}/?\s{0,2}" + _w("system", "sys", "instructions", "instruction", "admin",
-                               "im_start", "\\|im_start\\|", "developer")
-     + r"\s{0,2}>"),
-    ("en", "smuggled", 1.0, r"\[/?" + _w("system", "inst", "sys") + r"\]"),
-    ("en", "smuggled", 1.0, r"#{2,4}" + _S + _w("system", "new instructions", "instruction")
-     + r"\s{0,2}:?\n"),
-    # --- German ---------------------------------------------------------------------
-    ("de", "override", 1.2,
-     _w("ignoriere", "ignorieren sie", "vergiss", "vergessen sie", "missachte", "übergehe")
-     + _S + _opt("alle", "die", "deine", "ihre", "sämtliche", "samtliche", "bisherigen",
-                 "vorherigen", "obigen", "vorigen", "früheren", "fruheren", n=3)
-     + _DE_TARGET),
-    ("de", "roleplay", 1.2,
-     r"du" + _S + r"bist" + _S + _w("jetzt", "nun", "ab sofort", "ab jetzt") + _S
-     + _w("dan", "ein ungefiltert", "im entwicklermodus", "ohne einschränkungen",
-          "ohne regeln", "befreit")),
-    ("de", "roleplay", 1.2,
-     _w("tu so", "tue so", "stell dir vor") + r",?" + _S + _opt("als", "ob", "dass")
-     + _w("du keine", "hättest du keine", "du hättest keine", "es keine")
-     + _S + _w("einschränkungen", "regeln", "grenzen", "beschränkungen", "filter")),
-    ("de", "extraction", 1.1,
-     _w("zeige", "zeig", "gib", "nenne", "verrate", "drucke", "wiederhole") + _S
-     + _opt("mir", "uns", n=1) + _w("deinen", "deine", "den", "die", "ihren", "ihre") + _S
-     + _opt("vollständigen", "vollstandigen", "geheimen", "ursprünglichen", n=1)
-     + _w("systemprompt", "system-prompt", "system prompt", "systemanweisungen",
-          "systemnachricht", "anweisungen")),
-    # --- French ---------------------------------------------------------------------
-    ("fr", "override", 1.2,
-     "(?:" + _w("ignore", "ignorez", "oublie", "oubliez") + _S
-     + r"|ne\s{1,4}ten(?:ez|s)\s{1,4}pas\s{1,4}compte\s{1,4}d(?:es\s|e\s|u\s|['’])\s{0,3})"
-     + _opt("toutes", "tous", "les", "des", "tes", "vos", "ces", n=2)
-     + _FR_TARGET + _S + _w("précédentes", "precedentes", "antérieures", "ci-dessus",
-                            "initiales", "du système", "systeme")),
-    ("fr", "roleplay", 1.2,
-     r"tu" + _S + r"es" + _S + _w("maintenant", "désormais", "desormais") + _S
-     + _w("dan", "en mode développeur", "sans restriction", "sans restrictions",
-          "libéré", "libre de toute")),
-    ("fr", "roleplay", 1.2,
-     _w("fais comme si", "faites comme si", "imagine que") + _S
-     + _w("tu n'avais", "tu n’avais", "vous n'aviez", "vous n’aviez", "il n'y avait")
-     + _S + _w("aucune", "pas de", "plus de") + _S
-     + _w("restriction", "restrictions", "règle", "règles", "limite", "limites", "filtre")),
-    ("fr", "extraction", 1.1,
-     _w("révèle", "revele", "révélez", "montre", "montrez", "affiche", "affichez", "donne",
-        "donnez", "imprime", "répète", "repete")
-     + r"(?:-moi|-nous)?" + _S + _opt("moi", n=1)
-     + _w("ton", "votre", "le", "tes", "vos", "les") + _S
-     + _w("prompt système", "prompt systeme", "prompt du système", "invite système",
-          "message système", "instructions système", "instructions initiales",
-          "consignes secrètes")),
-    # --- Spanish --------------------------------------------------------------------
-    ("es", "override", 1.2,
-     _w("ignora", "ignore", "ignorar", "olvida", "olvide", "omite", "descarta") + _S
-     + _opt("todas", "las", "tus", "sus", "estas", n=3)
-     + _ES_TARGET + _S + _w("anteriores", "previas", "del sistema", "iniciales")),
-    ("es", "roleplay", 1.2,
-     _w("ahora eres", "a partir de ahora eres", "desde ahora eres") + _S
-     + _w("dan", "un modelo sin restricciones", "una ia sin restricciones", "libre",
-          "sin restricciones", "sin filtros")),
-    ("es", "roleplay", 1.2,
-     _w("finge", "imagina", "haz como si") + _S + _opt("que", n=1)
-     + _w("no tienes", "no tuvieras", "no hay") + _S
-     + _w("restricciones", "reglas", "límites", "limites", "filtros")),
-    ("es", "extraction", 1.1,
-     _w("revela", "revélame", "muestra", "muéstrame", "muestrame", "imprime", "dime",
-        "repite", "enséñame")
-     + _S + _w("tu", "el", "tus", "las", "su") + _S
-     + _w("prompt del sistema", "prompt de sistema", "mensaje del sistema",
-          "instrucciones del sistema", "instrucciones iniciales", "instrucciones ocultas")),
-)
-# fmt: on
-
+LAYERS = ("phrases", "views", "structure")
 _MARKERS = re.compile(
     r"(?<![\w@./\-])(?:"
-    r"prompt[\s\-]?injection|injection de prompt|inyecci[oó]n de prompt|jailbreaks?\b|"
+    r"prompt[\s\-]?injections?|injection de prompt|inyecci[oó]n de prompt|"
+    r"iniezione di prompt|prompt[\s\-]?injektion|jailbreaks?\b|"
     r"for example|for instance|e\.g\.|such as|known as|called|\bexample|"
-    r"(?:things|phrases|strings|text|prompts|inputs|messages|payloads) like|"
+    r"(?:things|phrases|strings|text|prompts|inputs|messages|payloads|attacks) like|"
     r"attackers?|malicious|adversarial|what is|what's|how (?:do|does|to|can)|detect|"
-    r"defen[cs]e|defend|classifier|research|explain|"
+    r"defen[cs]e|defend|classif(?:y|ier|ication)|research|explain|analy[sz]e|analysis|"
+    r"red[\s\-]team|security|label|"
     r"zum beispiel|z\.\s?b\.|beispiel|angreifer|was ist|sogenannte|erkennen|wie etwa|"
     r"par exemple|exemple|attaquants?|qu['’]est-ce|appel[ée]e|détecter|"
-    r"por ejemplo|ejemplo|atacantes?|qu[ée] es|llamad[ao]|detectar"
+    r"por ejemplo|ejemplo|atacantes?|qu[ée] es|llamad[ao]|detectar|"
+    r"ad esempio|per esempio|esempio|attaccanti|cos['’]è|rilevare|chiamat[oa]"
     r")(?![\w@/\-]|\.\w)"  # whole words only: "example.com" is not a marker
 )
 _QUOTES = "\"'“”„«»‘’`"
 CONTEXT_CHARS = 200
 MARKER_PENALTY = 0.45
 QUOTE_PENALTY = 0.2
+MAX_DECODED_SEGMENT = 2000  # characters of base64/hex read per segment
+_BOUNDARY = r"(?<![^\W_])"
+
+
+def _union_options() -> re2.Options:
+    # The phrase unions' DFA needs more than RE2's default 8 MB to stay a DFA.
+    options = re2_options()
+    options.max_mem = 64 << 20
+    return options
 
 
 def score(text: str, start: int, end: int, weight: float) -> float:
-    """Score of a phrase match at [start, end) of the folded text (see module docstring)."""
-    before = text[max(0, start - CONTEXT_CHARS) : start]
+    """Score of a match at [start, end) of the folded text (see module docstring)."""
+    before = text[max(0, start - CONTEXT_CHARS) : start].casefold()
     markers = {m.group() for m in _MARKERS.finditer(before)}
     value = weight - MARKER_PENALTY * min(len(markers), 2)
     if markers and before.rstrip()[-1:] in _QUOTES:
@@ -213,22 +94,392 @@ def score(text: str, start: int, end: int, weight: float) -> float:
     return value
 
 
-@lru_cache(maxsize=32)
-def injection_detector(languages: tuple[str, ...], threshold: float) -> Detector:
-    """One detector over all phrase patterns of the chosen languages (cached: immutable)."""
-    chosen = [p for p in PHRASES if p[0] in languages]
-    groups = "|".join(f"(?P<p{i}>{p[3]})" for i, p in enumerate(chosen))
-    weights = {f"p{i}": p[2] for i, p in enumerate(chosen)}
+# Ordinary prose in the five languages, with digits and markup: scanning it once when a
+# phrase set is built makes RE2 build its DFA states then, not during a user's first scan.
+_WARM_TEXT = (
+    "The quick brown fox jumps over the lazy dog; please summarise the report, ignore the "
+    "typos and show me the results for 2024-05-01 at 10:30. Der schnelle braune Fuchs "
+    "springt über den faulen Hund, bitte zeige mir die Ergebnisse. El rápido zorro marrón "
+    "salta sobre el perro perezoso; muéstrame las instrucciones del manual. Le renard brun "
+    "saute par-dessus le chien paresseux, montre-moi les règles du jeu. La volpe marrone "
+    "salta sopra il cane pigro; mostrami le istruzioni e dimmi il tuo nome. "
+    '<div class=\'x\'>{"id": 42, "name": "value"}</div> https://example.com/a?b=c '
+    "You are now logged in. From now on you will receive the newsletter. Assistant: hello."
+) * 2
 
+
+class PhraseMatch:
+    """A phrase match: the span, plus the phrase that matched (for its weight)."""
+
+    __slots__ = ("_start", "_end", "_text", "phrase")
+
+    def __init__(self, text: str, start: int, end: int, phrase: Phrase) -> None:
+        self._text = text
+        self._start = start
+        self._end = end
+        self.phrase = phrase
+
+    def start(self) -> int:
+        """Start offset."""
+        return self._start
+
+    def end(self) -> int:
+        """End offset."""
+        return self._end
+
+    def span(self) -> tuple[int, int]:
+        """(start, end)."""
+        return self._start, self._end
+
+    def group(self) -> str:
+        """The matched text."""
+        return self._text[self._start : self._end]
+
+
+class PhraseSet:
+    """All phrases of some languages in one mode.
+
+    One RE2 union per language, each phrase a capture group: a single union of all five
+    languages outgrows RE2's DFA memory and falls back to its (50x slower) NFA, while five
+    per-language unions stay DFAs (about 3 ms per 32 KB together, once warm).
+    """
+
+    def __init__(
+        self, languages: tuple[str, ...], mode: str, intents: tuple[str, ...] | None = None
+    ) -> None:
+        entries = [
+            e for e in compiled(languages, mode) if intents is None or e[0].intent in intents
+        ]
+        self.max_width = max(w for _p, _rx, w in entries) + 8
+        self.unions: list[tuple[Any, list[Phrase], dict[int, str]]] = []
+        for language in languages:
+            mine = [(p, rx) for p, rx, _w in entries if p.language == language]
+            if not mine:
+                continue
+            # RE2 has no lookahead: "!(...)" guards are dropped here and checked with
+            # Python's re on the (rare) matches of the phrases that have one.
+            groups = "|".join(f"({_strip_lookahead(rx) if '(?!' in rx else rx})" for _p, rx in mine)
+            union = re2.compile(rf"\b(?:{groups})", _union_options())
+            guards = {i: rx for i, (_p, rx) in enumerate(mine) if "(?!" in rx}
+            self.unions.append((union, [p for p, _rx in mine], guards))
+        self._guards: dict[str, re.Pattern[str]] = {}
+        # Per thread: the last search of each union on the current text. A chain asks
+        # for the next match again and again; a union without one would rescan to the end
+        # of the text each time (quadratic) without this.
+        self._local = threading.local()
+        for union, _phrases, _guards in self.unions:
+            union.search(_WARM_TEXT)  # build the DFA states ordinary text needs, now
+
+    def _next(self, k: int, union: Any, text: str, pos: int) -> Any:
+        cache = getattr(self._local, "cache", None)
+        if cache is None or cache[0] is not text:
+            cache = (text, {})
+            self._local.cache = cache
+        hit = cache[1].get(k)
+        if hit is not None and hit[0] <= pos and (hit[1] is None or hit[1].start() >= pos):
+            return hit[1]
+        m = union.search(text, pos)
+        cache[1][k] = (pos, m)
+        return m
+
+    def _confirmed(self, text: str, m: Any, guards: dict[int, str]) -> bool:
+        index = m.lastindex - 1
+        if index not in guards:
+            return True
+        rx = guards[index]
+        if rx not in self._guards:
+            self._guards[rx] = re.compile(f"{_BOUNDARY}(?:{rx})")
+        return self._guards[rx].match(text, m.start()) is not None
+
+    def search(self, text: str, pos: int = 0) -> PhraseMatch | None:
+        """Leftmost (then longest) phrase match at or after ``pos``."""
+        best: PhraseMatch | None = None
+        for k, (union, phrases, guards) in enumerate(self.unions):
+            start = pos
+            while True:
+                m = self._next(k, union, text, start)
+                if m is None or (best is not None and m.start() > best.start()):
+                    break
+                if not self._confirmed(text, m, guards):
+                    start = m.start() + 1
+                    continue
+                if best is None or m.start() < best.start() or m.end() > best.end():
+                    best = PhraseMatch(text, m.start(), m.end(), phrases[m.lastindex - 1])
+                break
+        return best
+
+    def finditer(self, text: str, pos: int = 0) -> Any:
+        """Chain of leftmost matches, like ``re.finditer``."""
+        while True:
+            m = self.search(text, pos)
+            if m is None:
+                return
+            yield m
+            pos = max(m.end(), m.start() + 1)
+
+    def best_in(self, text: str, threshold: float) -> bool:
+        """True when some phrase in ``text`` scores at least ``threshold``."""
+        for m in self.finditer(text):
+            if score(text, m.start(), m.end(), m.phrase.weight) >= threshold:
+                return True
+        return False
+
+
+def _strip_lookahead(rx: str) -> str:
+    """Remove the ``(?!...)`` guards our compiler emits (balanced parentheses)."""
+    out, i = [], 0
+    while i < len(rx):
+        if rx.startswith("(?!", i):
+            depth = 0
+            j = i
+            while j < len(rx):
+                if rx[j] == "\\":
+                    j += 2
+                    continue
+                if rx[j] == "(":
+                    depth += 1
+                elif rx[j] == ")":
+                    depth -= 1
+                    if depth == 0:
+                        break
+                j += 1
+            i = j + 1
+            continue
+        out.append(rx[i])
+        i += 1
+    return "".join(out)
+
+
+# Reversed and ROT13 text is read for the intents such text is used for in practice;
+# the full set in those views would double the compile time for little recall.
+VIEW_INTENTS = ("override", "extraction", "persona")
+
+
+@lru_cache(maxsize=16)
+def phrase_set(languages: tuple[str, ...], mode: str) -> PhraseSet:
+    """Shared phrase sets (compiling one takes 0.2-0.7 s; matching is read-only)."""
+    return PhraseSet(languages, mode, VIEW_INTENTS if mode in ("reversed", "rot13") else None)
+
+
+def _union_detector(
+    kind: str, pset: PhraseSet, threshold: float, priority: int, view: str = "folded"
+) -> Detector:
     def validate(text: str, m: Any) -> int | None:
-        if score(text, m.start(), m.end(), weights[m.lastgroup]) >= threshold:
+        if score(text, m.start(), m.end(), m.phrase.weight) >= threshold:
             return m.end()
         return None
 
+    # The exact prefix language of 240 phrases takes a minute to compile in RE2; "the last
+    # max_width characters" is a superset, which is all streaming needs (see scanner).
+    # A flag rule holds nothing back anyway; a block rule holds back max_width chars.
+    return Detector(
+        kind=kind,
+        view=view,
+        search=pset.search,
+        finditer=pset.finditer,
+        prefix=compile_re2(f"(?s:.{{0,{pset.max_width}}})\\z"),
+        max_width=pset.max_width,
+        lookbehind=CONTEXT_CHARS + 2,
+        validate=validate,
+        priority=priority,
+    )
+
+
+# --- views --------------------------------------------------------------------------
+_SPACED = r"(?<![^\W_])(?:[^\W\d_][ .\-_*·|/+]{1,3}){5,300}[^\W\d_](?![^\W_])"  # i g n o r e ...
+_SPACED_SEP = re.compile(r"[ .\-_*·|/+]")
+_BASE64 = r"(?<![A-Za-z0-9+/=_\-])[A-Za-z0-9+/_\-]{16,2000}={0,2}(?![A-Za-z0-9+/=_\-])"
+_HEX = r"(?<![0-9a-fx\\])(?:(?:\\x|0x)?[0-9a-f]{2}[\s:,]?){10,1000}(?![0-9a-f])"
+
+
+def _printable(decoded: bytes) -> str | None:
+    text = decoded.decode("utf-8", errors="replace")
+    if len(text) < 8:
+        return None
+    good = sum(1 for c in text if c.isprintable() or c in "\n\t")
+    return text if good >= 0.85 * len(text) else None
+
+
+def _decode_base64(raw: str) -> str | None:
+    raw = raw[:MAX_DECODED_SEGMENT].rstrip("=")
+    padded = raw + "=" * (-len(raw) % 4)
+    try:
+        if "-" in raw or "_" in raw:
+            return _printable(base64.urlsafe_b64decode(padded))
+        return _printable(base64.b64decode(padded, validate=True))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _decode_hex(raw: str) -> str | None:
+    digits = re.sub(r"\\x|0x|[\s:,]", "", raw[:MAX_DECODED_SEGMENT])
+    try:
+        return _printable(bytes.fromhex(digits))
+    except ValueError:
+        return None
+
+
+def _decoded_detector(
+    pattern: str, decode: Any, languages: tuple[str, ...], threshold: float, view: str, prio: int
+) -> Detector:
+    plain = phrase_set(languages, "plain")
+
+    def validate(text: str, m: Any) -> int | None:
+        if score(text, m.start(), m.end(), 1.0) < 1.0 and threshold >= 1.0:
+            return None  # a discussion around the segment damps whatever it decodes to
+        decoded = decode(m.group())
+        if decoded is None:
+            return None
+        _cased, folded = normalise(decoded)
+        return m.end() if plain.best_in(folded.text, threshold) else None
+
     return python_detector(
         "prompt_injection",
-        f"(?<![^\\W_])(?:{groups})",
+        pattern,
+        view=view,
+        validate=validate,
+        lookbehind=CONTEXT_CHARS + 2,
+        priority=prio,
+    )
+
+
+def _spaced_detector(languages: tuple[str, ...], threshold: float, prio: int) -> Detector:
+    def validate(text: str, m: Any) -> int | None:
+        compact = phrase_set(languages, "compact")  # built on first use: spaced text is rare
+        if score(text, m.start(), m.end(), 1.0) < 1.0 and threshold >= 1.0:
+            return None
+        joined = _SPACED_SEP.sub("", m.group())
+        # Word gaps (two or more separators) stay as one space, so phrases still read.
+        joined = re.sub(r"(?<=\S)\s(?=\S)", " ", joined)
+        return m.end() if compact.best_in(joined, threshold) else None
+
+    return python_detector(
+        "prompt_injection",
+        _SPACED,
         view="folded",
         validate=validate,
         lookbehind=CONTEXT_CHARS + 2,
+        priority=prio,
     )
+
+
+# --- structure ----------------------------------------------------------------------
+_CHAT_TOKENS = (
+    r"<\|\s{0,2}(?:im_start|im_end|im_sep|system|user|assistant|endoftext|start_header_id|"
+    r"end_header_id|eot_id|begin_of_text|end_of_turn|start_of_turn)\s{0,2}\|>"
+    r"|\[/?inst\]|<<\s{0,2}/?sys\s{0,2}>>|\[/?(?:system|sys)\]"
+    r"|<\s{0,2}/?\s{0,2}(?:start_of_turn|end_of_turn|system|sys|instructions?|admin|developer|"
+    r"system_prompt|system-prompt)\s{0,2}>"
+)
+# An order right after a fake turn marker, in the five languages.
+_ORDER = re.compile(
+    r"ignor|disregard|forget|you (?:are|must|will|have to)|from now on|new (?:instructions|rules)|"
+    r"override|reveal|print|output|respond|reply|answer|act as|pretend|do not|don't|never|always|"
+    r"assistant|model|\bai\b|vergiss|du bist|du musst|ab sofort|antworte|zeige|"
+    r"olvida|eres|debes|a partir de ahora|responde|muestra|oublie|tu es|tu dois|"
+    r"désormais|réponds|affiche|dimentica|sei |devi|d'ora in poi|rispondi|mostra|"
+    r"send|forward|delete|execute|run |fetch|visit|instructions?|anweisung|instrucciones|"
+    r"istruzioni|consignes|rules|regeln|reglas|règles|regole",
+)
+_ROLE_LINE = (
+    r"(?m)^[ \t>*#\-]{0,6}(?:system|admin|administrator|developer|root|operator|sistema|"
+    r"système|systeme|amministratore|administrador|administrateur|entwickler)"
+    r"(?:[ \t]{1,2}(?:message|prompt|note|override|nachricht|mensaje|messaggio|notice|update))?"
+    r"[ \t]{0,2}[:\]][ \t]{0,4}"
+)
+_ROLE_JSON = r"[\"']role[\"']\s{0,3}:\s{0,3}[\"'](?:system|developer)[\"']"
+_HIDDEN = (
+    r"display\s{0,2}:\s{0,2}none|visibility\s{0,2}:\s{0,2}hidden"
+    r"|font-size\s{0,2}:\s{0,2}0(?:\.\d{1,3})?(?:px|pt|em|rem)?(?![\d.])"
+    r"|opacity\s{0,2}:\s{0,2}0(?![\d.])|color\s{0,2}:\s{0,2}(?:white|#fff(?:fff)?|transparent)\b"
+    r"|<!--|\[color=white\]|\\color\{white\}"
+)
+ORDER_WINDOW = 300
+_URL = r"(?:!\[[^\]\n]{0,120}\]\(\s{0,2})?https?://[^\s)\"'<>]{1,400}"
+_DATA_WORDS = (
+    r"conversation|chat|history|secret|password|passwd|token|api[_\-]?key|apikey|summary|"
+    r"prompt|memory|context|credentials|creds|user[_\-]?data|messages|ssn|card|email|"
+    r"private|personal|dialog|verlauf|konversation|conversaci[oó]n|historial|"
+    r"historique|conversazione|cronologia|passwort|contraseña|mot[_\-]de[_\-]passe"
+)
+_PLACEHOLDER = re.compile(
+    r"(?:\{\{?|%7b|<|%3c|\[|\$\{?)[^}\]>]{0,40}(?:" + _DATA_WORDS + r")", re.IGNORECASE
+)
+_QUERY_DATA = re.compile(r"[?&#][^=&]{0,30}=[^&]{0,80}(?:" + _DATA_WORDS + r")", re.IGNORECASE)
+
+
+def _order_follows(text: str, m: Any) -> int | None:
+    window = text[m.end() : m.end() + ORDER_WINDOW]
+    return m.end() if _ORDER.search(window) else None
+
+
+def _exfil_url(text: str, m: Any) -> int | None:
+    url = m.group()
+    query = url[url.find("?") :] if "?" in url else ""
+    if _PLACEHOLDER.search(query or url.split("://", 1)[-1].split("/", 1)[-1]):
+        return m.end()
+    if url.startswith("![") and query and _QUERY_DATA.search(query):
+        return m.end()
+    return None
+
+
+def _structure_detectors(threshold: float) -> list[Detector]:
+    def scored(weight: float, inner: Any = None) -> Any:
+        def validate(text: str, m: Any) -> int | None:
+            end = inner(text, m) if inner is not None else m.end()
+            if end is None:
+                return None
+            return end if score(text, m.start(), m.end(), weight) >= threshold else None
+
+        return validate
+
+    every = None
+    data_only = frozenset({"tool_output"})
+    pending_data = frozenset({"tool_output", "input"})
+    specs = (
+        (_CHAT_TOKENS, scored(1.2), 0, every),
+        (_ROLE_LINE, scored(1.1, _order_follows), ORDER_WINDOW, every),
+        (_ROLE_JSON, scored(1.1), 0, data_only),
+        (_HIDDEN, scored(1.1, _order_follows), ORDER_WINDOW, data_only),
+        (_URL, scored(1.2, _exfil_url), 0, pending_data),
+    )
+    out = []
+    for prio, (pattern, validate, lookahead, stages) in enumerate(specs, start=20):
+        det = python_detector(
+            "prompt_injection",
+            pattern,
+            view="folded",
+            validate=validate,
+            lookbehind=CONTEXT_CHARS + 2,
+            lookahead=lookahead,
+            priority=prio,
+        )
+        det.stages = stages
+        out.append(det)
+    return out
+
+
+@lru_cache(maxsize=32)
+def injection_detectors(
+    languages: tuple[str, ...], threshold: float, layers: tuple[str, ...] = LAYERS
+) -> tuple[Detector, ...]:
+    """Detectors of the chosen layers and languages (cached: they are immutable)."""
+    languages = tuple(lang for lang in LANGUAGES if lang in languages)
+    out: list[Detector] = []
+    if "phrases" in layers:
+        out.append(
+            _union_detector("prompt_injection", phrase_set(languages, "plain"), threshold, 0)
+        )
+    if "views" in layers:
+        out.append(
+            _union_detector("prompt_injection", phrase_set(languages, "reversed"), threshold, 10)
+        )
+        out.append(
+            _union_detector("prompt_injection", phrase_set(languages, "rot13"), threshold, 11)
+        )
+        out.append(_spaced_detector(languages, threshold, 12))
+        out.append(_decoded_detector(_BASE64, _decode_base64, languages, threshold, "cased", 13))
+        out.append(_decoded_detector(_HEX, _decode_hex, languages, threshold, "folded", 14))
+    if "structure" in layers:
+        out.extend(_structure_detectors(threshold))
+    return tuple(out)

@@ -18,7 +18,8 @@ from .types import (
     RuleSpec,
 )
 
-LANGUAGES = ("en", "de", "fr", "es")
+LANGUAGES = ("en", "de", "fr", "es", "it")
+INJECTION_LAYERS = ("phrases", "views", "structure")
 MAX_KEYWORDS = 50_000
 DEFAULT_REGEX_MAX_MATCH = 256
 # A match this long would make the stream hold back too much text.
@@ -134,10 +135,11 @@ def _secret(p: dict) -> dict:
 
 
 def _prompt_injection(p: dict) -> dict:
-    _check_keys("prompt_injection", p, {"threshold", "languages"})
+    _check_keys("prompt_injection", p, {"threshold", "languages", "layers"})
     return {
         "threshold": _number("prompt_injection", "threshold", p.get("threshold"), 0.1, 5, 1.0),
         "languages": _subset("prompt_injection", "languages", p.get("languages"), LANGUAGES),
+        "layers": _subset("prompt_injection", "layers", p.get("layers"), INJECTION_LAYERS),
     }
 
 

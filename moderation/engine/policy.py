@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 from .detectors import Detector, keyword_detector, re2_detector
 from .external import check_external
-from .injection import injection_detector
+from .injection import injection_detectors
 from .normalize import normalise_literal, warm_up
 from .params import validate_rule
 from .pii import pii_detectors
@@ -52,7 +52,11 @@ def _detectors(kind: str, params: dict, known: Sequence[str]) -> list[Detector]:
     if kind == "secret":
         return secret_detectors(tuple(params["types"]), known if params["known"] else ())
     if kind == "prompt_injection":
-        return [injection_detector(tuple(params["languages"]), params["threshold"])]
+        return list(
+            injection_detectors(
+                tuple(params["languages"]), params["threshold"], tuple(params["layers"])
+            )
+        )
     return []  # max_length and external have no pattern
 
 

@@ -122,7 +122,9 @@ class Session:
         self.stop_on_block = stop_on_block
         self.rules = list(rules)
         self.stage = stage
-        self.dets = [(r, d) for r in self.rules for d in r.detectors]
+        self.dets = [
+            (r, d) for r in self.rules for d in r.detectors if d.stages is None or stage in d.stages
+        ]
         self.q = [0] * len(self.dets)
         self.nbase = {"cased": 0, "folded": 0}
         self.orig = ""
