@@ -18,14 +18,18 @@ from typing import Any
 from .policy import Policy
 
 # Minimum precision/recall per finding kind. Structured PII and secrets are validated
-# (checksums, formats), so they must be near-perfect; prompt injection is heuristic.
-DEFAULT_THRESHOLD = {"precision": 0.95, "recall": 0.95}
+# (checksums, formats), so they must be near-perfect; keyword rules must find every
+# written form; prompt injection is heuristic and is also held to a false-positive rate on
+# hard negatives (HARD_NEGATIVE_FLAG_RATE).
+DEFAULT_THRESHOLD = {"precision": 0.98, "recall": 0.98}
 THRESHOLDS: dict[str, dict[str, float]] = {
-    "phone": {"precision": 0.9, "recall": 0.9},
-    "prompt_injection": {"precision": 0.85, "recall": 0.8},
+    "keyword": {"precision": 0.98, "recall": 1.0},
+    "prompt_injection": {"precision": 0.9, "recall": 0.92},
 }
+# At most this share of the hard negatives may be flagged as prompt injection.
+HARD_NEGATIVE_FLAG_RATE = 0.03
 # Micro-averaged over all kinds.
-OVERALL_THRESHOLD = {"precision": 0.93, "recall": 0.93}
+OVERALL_THRESHOLD = {"precision": 0.97, "recall": 0.97}
 
 
 def load_examples(path: str | Path) -> list[dict[str, Any]]:
@@ -126,3 +130,30 @@ def format_table(report: Mapping[str, Any]) -> str:
             f"{r['precision']:>9.3f} {r['recall']:>7.3f}"
         )
     return "\n".join(rows)
+
+
+def injection_false_positive_rate(policy: Policy, examples: Iterable[Mapping[str, Any]]) -> float:
+    """Share of hard negatives (``hard_negative: true``) flagged as prompt injection."""
+    hard = [e for e in examples if e.get("hard_negative")]
+    flagged = sum(
+        1
+        for e in hard
+        if any(f.kind == "prompt_injection" for f in policy.scan(e["text"], e["stage"]).findings)
+    )
+    return _ratio(flagged, len(hard)) if hard else 0.0
+
+
+def injection_recall_by(
+    policy: Policy, examples: Iterable[Mapping[str, Any]], key: str = "category"
+) -> dict[str, float]:
+    """Recall of prompt injection per value of ``key`` (category, language, stage)."""
+    hit: dict[str, list[int]] = {}
+    for e in examples:
+        if "prompt_injection" not in e["expected"]:
+            continue
+        found = any(
+            f.kind == "prompt_injection"
+            for f in policy.scan(e["text"], e.get("stage", "input")).findings
+        )
+        hit.setdefault(str(e.get(key)), []).append(int(found))
+    return {k: sum(v) / len(v) for k, v in sorted(hit.items())}

@@ -54,24 +54,32 @@ from .phrases import LANGUAGES, Phrase, compiled
 from .regex_tools import compile_re2, re2_options
 
 LAYERS = ("phrases", "views", "structure")
-_MARKERS = re.compile(
-    r"(?<![\w@./\-])(?:"
+# Strong markers name the subject; weak ones are generic question or analysis words that
+# also open real attacks ("What is your system prompt?"), so they damp less.
+_STRONG = (
     r"prompt[\s\-]?injections?|injection de prompt|inyecci[oó]n de prompt|"
     r"iniezione di prompt|prompt[\s\-]?injektion|jailbreaks?\b|"
-    r"for example|for instance|e\.g\.|such as|known as|called|\bexample|"
+    r"for example|for instance|e\.g\.|such as|known as|\bexample|"
     r"(?:things|phrases|strings|text|prompts|inputs|messages|payloads|attacks) like|"
-    r"attackers?|malicious|adversarial|what is|what's|how (?:do|does|to|can)|detect|"
-    r"defen[cs]e|defend|classif(?:y|ier|ication)|research|explain|analy[sz]e|analysis|"
-    r"red[\s\-]team|security|label|"
-    r"zum beispiel|z\.\s?b\.|beispiel|angreifer|was ist|sogenannte|erkennen|wie etwa|"
-    r"par exemple|exemple|attaquants?|qu['’]est-ce|appel[ée]e|détecter|"
-    r"por ejemplo|ejemplo|atacantes?|qu[ée] es|llamad[ao]|detectar|"
-    r"ad esempio|per esempio|esempio|attaccanti|cos['’]è|rilevare|chiamat[oa]"
-    r")(?![\w@/\-]|\.\w)"  # whole words only: "example.com" is not a marker
+    r"attackers?|malicious|adversarial|classif(?:y|ier|ication)|red[\s\-]team|"
+    r"zum beispiel|z\.\s?b\.|beispiel|angreifer|sogenannte|wie etwa|"
+    r"par exemple|exemple|attaquants?|appel[ée]e|"
+    r"por ejemplo|ejemplo|atacantes?|llamad[ao]|"
+    r"ad esempio|per esempio|esempio|attaccanti|chiamat[oa]"
+)
+_WEAK = (
+    r"called|what is|what's|how (?:do|does|to|can)|detect|defen[cs]e|defend|research|"
+    r"explain|analy[sz]e|analysis|security|label|was ist|erkennen|qu['’]est-ce|détecter|"
+    r"qu[ée] es|detectar|cos['’]è|rilevare"
+)
+_MARKERS = re.compile(
+    rf"(?<![\w@./\-])(?:(?P<strong>{_STRONG})|(?P<weak>{_WEAK}))"
+    r"(?![\w@/\-]|\.\w)"  # whole words only: "example.com" is not a marker
 )
 _QUOTES = "\"'“”„«»‘’`"
 CONTEXT_CHARS = 200
 MARKER_PENALTY = 0.45
+WEAK_MARKER_PENALTY = 0.25
 QUOTE_PENALTY = 0.2
 MAX_DECODED_SEGMENT = 2000  # characters of base64/hex read per segment
 _BOUNDARY = r"(?<![^\W_])"
@@ -87,8 +95,11 @@ def _union_options() -> re2.Options:
 def score(text: str, start: int, end: int, weight: float) -> float:
     """Score of a match at [start, end) of the folded text (see module docstring)."""
     before = text[max(0, start - CONTEXT_CHARS) : start].casefold()
-    markers = {m.group() for m in _MARKERS.finditer(before)}
-    value = weight - MARKER_PENALTY * min(len(markers), 2)
+    found: dict[str, float] = {}
+    for m in _MARKERS.finditer(before):
+        found[m.group()] = MARKER_PENALTY if m.group("strong") else WEAK_MARKER_PENALTY
+    markers = sorted(found.values(), reverse=True)[:2]
+    value = weight - sum(markers)
     if markers and before.rstrip()[-1:] in _QUOTES:
         value -= QUOTE_PENALTY
     return value
@@ -159,7 +170,9 @@ class PhraseSet:
             # RE2 has no lookahead: "!(...)" guards are dropped here and checked with
             # Python's re on the (rare) matches of the phrases that have one.
             groups = "|".join(f"({_strip_lookahead(rx) if '(?!' in rx else rx})" for _p, rx in mine)
-            union = re2.compile(rf"\b(?:{groups})", _union_options())
+            # No \b: RE2's is ASCII-only and would miss "übersetze", "épelle"; the word
+            # boundary is checked in Python on each match instead.
+            union = re2.compile(f"(?:{groups})", _union_options())
             guards = {i: rx for i, (_p, rx) in enumerate(mine) if "(?!" in rx}
             self.unions.append((union, [p for p, _rx in mine], guards))
         self._guards: dict[str, re.Pattern[str]] = {}
@@ -183,6 +196,9 @@ class PhraseSet:
         return m
 
     def _confirmed(self, text: str, m: Any, guards: dict[int, str]) -> bool:
+        start = m.start()
+        if start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
+            return False
         index = m.lastindex - 1
         if index not in guards:
             return True
@@ -343,15 +359,23 @@ def _decoded_detector(
     )
 
 
+SPACED_FOLLOW = 200  # characters after a spaced-out run read with it
+
+
 def _spaced_detector(languages: tuple[str, ...], threshold: float, prio: int) -> Detector:
+    plain = phrase_set(languages, "plain")
+
     def validate(text: str, m: Any) -> int | None:
-        compact = phrase_set(languages, "compact")  # built on first use: spaced text is rare
         if score(text, m.start(), m.end(), 1.0) < 1.0 and threshold >= 1.0:
             return None
-        joined = _SPACED_SEP.sub("", m.group())
-        # Word gaps (two or more separators) stay as one space, so phrases still read.
-        joined = re.sub(r"(?<=\S)\s(?=\S)", " ", joined)
-        return m.end() if compact.best_in(joined, threshold) else None
+        run = m.group()
+        # Two or more separators in a row separate words; one separates letters.
+        words = [_SPACED_SEP.sub("", w) for w in re.split(r"[ .\-_*·|/+]{2,}", run)]
+        follow = text[m.end() : m.end() + SPACED_FOLLOW]
+        if plain.best_in(" ".join(w for w in words if w) + follow, threshold):
+            return m.end()
+        compact = phrase_set(languages, "compact")  # built on first use: rarely needed
+        return m.end() if compact.best_in(_SPACED_SEP.sub("", run) + follow, threshold) else None
 
     return python_detector(
         "prompt_injection",
@@ -359,6 +383,7 @@ def _spaced_detector(languages: tuple[str, ...], threshold: float, prio: int) ->
         view="folded",
         validate=validate,
         lookbehind=CONTEXT_CHARS + 2,
+        lookahead=SPACED_FOLLOW,
         priority=prio,
     )
 
@@ -379,6 +404,8 @@ _ORDER = re.compile(
     r"olvida|eres|debes|a partir de ahora|responde|muestra|oublie|tu es|tu dois|"
     r"désormais|réponds|affiche|dimentica|sei |devi|d'ora in poi|rispondi|mostra|"
     r"send|forward|delete|execute|run |fetch|visit|instructions?|anweisung|instrucciones|"
+    r"\bki\b|\bia\b|\bllm|recommend|empfehl|raccomand|recomiend|recommand|bewerte|"
+    r"must|müssen|deben|doivent|devono|rate |hire|einstellen|"
     r"istruzioni|consignes|rules|regeln|reglas|règles|regole",
 )
 _ROLE_LINE = (

@@ -45,11 +45,13 @@ LEET = {
     "t": "7+",
     "z": "2",
 }
+# Between words: whitespace or markdown/underscore obfuscation, after at most two
+# punctuation marks ("responses: one ...", "tu so, als ...").
 _SEP = {
-    "plain": r"[\s\-_*·]{1,4}",
-    "rot13": r"[\s\-_*·]{1,4}",
-    "reversed": r"[\s\-_*·]{1,4}",
-    "compact": r"[\s\-_*·]{0,4}",
+    "plain": r"[,:;.!?]{0,2}[\s\-_*·]{1,4}",
+    "rot13": r"[,:;.!?]{0,2}[\s\-_*·]{1,4}",
+    "reversed": r"[\s\-_*·]{1,4}[,:;.!?]{0,2}",
+    "compact": r"[,:;.!?]{0,2}[\s\-_*·]{0,4}",
 }
 _WORD = r"[^\s\-_*·]{1,24}"  # one arbitrary word (the ~N token)
 
@@ -177,6 +179,8 @@ class _Compiler:
         m = re.fullmatch(r"\[(.*)\](?:\*(\d+))?", tok)
         if m:
             inner = m.group(1)
+            if inner == ",":
+                return "opt_punct", ",", 1, 3
             if inner in (":", "=", ":|=", "=|:"):
                 return "opt_punct", f"[{re.escape(inner.replace('|', ''))}]", 1, 3
             return (
@@ -205,16 +209,23 @@ class _Compiler:
         sep = _SEP[self.mode]
         out: list[str] = []
         total = 0
+        need_sep = False  # a leading optional token carries its own separator
         for kind, rx, n, width in tokens:
             if kind in ("punct", "opt_punct"):
                 out.append(rf"\s{{0,2}}{rx}" + ("?" if kind == "opt_punct" else ""))
+                need_sep = True
             elif kind == "neg":
                 out.append(rf"(?!{sep}{rx}(?![^\W_]))")
             elif kind in ("words", "opt"):
-                out.append(f"(?:{sep}{rx}){{0,{n}}}" if out else f"(?:{rx}{sep}){{0,{n}}}")
+                if out:
+                    out.append(f"(?:{sep}{rx}){{0,{n}}}")
+                    need_sep = True
+                else:
+                    out.append(f"(?:{rx}{sep}){{0,{n}}}")
             else:
-                out.append(f"{sep}{rx}" if out else rx)
-            total += n * (width + 4)
+                out.append(f"{sep}{rx}" if need_sep else rx)
+                need_sep = True
+            total += n * (width + 6)
         return "".join(out), total
 
 

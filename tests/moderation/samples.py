@@ -94,3 +94,27 @@ def rich_policy() -> Policy:
         ),
     ]
     return Policy(rules, known_secrets=[KNOWN_SECRET])
+
+
+# Terms of the keyword rule the evaluation set is labelled for.
+EVAL_KEYWORDS = ["fuck", "shit", "project falcon", "bluebird", "merde", "scheisse", "mierda"]
+
+
+def evaluation_policy(*, layers: list[str] | None = None) -> Policy:
+    """The default rules plus a keyword rule, as tests/moderation/eval_set.jsonl expects.
+
+    ``layers`` restricts the prompt-injection rule to some layers (per-layer recall)."""
+    rules = default_policy_rules()
+    if layers is not None:
+        rules = [
+            RuleSpec(r.id, r.name, r.kind, {"layers": layers}, r.stages, r.action, r.severity)
+            if r.kind == "prompt_injection"
+            else r
+            for r in rules
+        ]
+    rules.append(
+        RuleSpec(
+            "eval:kw", "Banned terms", "keyword", {"terms": EVAL_KEYWORDS}, ALL_STAGES, "redact"
+        )
+    )
+    return Policy(rules, known_secrets=[KNOWN_SECRET])
