@@ -434,10 +434,12 @@ def run_cancel(*, run_id: uuid.UUID, actor: AbstractBaseUser | None = None) -> s
 
 
 def api_token_create(*, user: AbstractBaseUser) -> str:
-    """A new API token for ``user``; only its digest is stored, so it is shown once."""
+    """A new API token for ``user``, expiring after ``API_TOKEN_TTL_HOURS`` (0: never);
+    only its digest is stored, so it is shown once."""
     from knox.models import AuthToken
 
-    _, token = AuthToken.objects.create(user=user, expiry=None)
+    hours = settings.API_TOKEN_TTL_HOURS
+    _, token = AuthToken.objects.create(user=user, expiry=timedelta(hours=hours) if hours else None)
     return token
 
 

@@ -307,12 +307,13 @@ if DEBUG:
         "rest_framework.renderers.BrowsableAPIRenderer"
     )
 
-_token_ttl_hours = env.int("API_TOKEN_TTL_HOURS", default=0)
+# Lifetime of every new API token (0: no expiry); agents.services.api_token_create reads it.
+API_TOKEN_TTL_HOURS = env.int("API_TOKEN_TTL_HOURS", default=0)
 REST_KNOX = {
     "AUTH_HEADER_PREFIX": "Bearer",
     "TOKEN_TTL": None
-    if _token_ttl_hours == 0
-    else __import__("datetime").timedelta(hours=_token_ttl_hours),
+    if API_TOKEN_TTL_HOURS == 0
+    else __import__("datetime").timedelta(hours=API_TOKEN_TTL_HOURS),
     "TOKEN_PREFIX": "sy_",
     "AUTO_REFRESH": False,
 }

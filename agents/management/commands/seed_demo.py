@@ -47,8 +47,9 @@ class Command(BaseCommand):
     help = (
         "Create the demo provider and its price, the demo-assistant agent with a default "
         "moderation policy, a demo-coordinator agent that delegates to it, an admin user and, "
-        "on first creation, a few example runs (idempotent). Prints the admin password when "
-        "it generates one, and a new API token on its own line."
+        "on first creation, a few example runs (idempotent). When it creates the admin user "
+        "it prints the password (if it generated one) and an API token on its own line; later "
+        "starts mint no token and say how to make one."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -71,17 +72,26 @@ class Command(BaseCommand):
         examples: bool,
         **options: Any,
     ) -> None:
-        user, created_agents = self._setup(username)
+        user, created_agents, created_user = self._setup(username)
         # Outside the setup transaction: the runs execute through the real runtime, whose
         # database work happens on other threads that must see the committed agents.
         if examples or (created_agents and not no_examples):
             self._example_runs(user)
-        if not no_token:
+        if no_token:
+            return
+        if created_user:
             self.stdout.write("API token (shown once):")
             self.stdout.write(api_token_create(user=user))
+        else:
+            # Not on every start: a token printed into a log on each `make run` would pile up
+            # valid credentials in logs.
+            self.stdout.write(
+                f"API token: none made ({username!r} exists); make one with "
+                f"`python manage.py create_api_token {username}`"
+            )
 
     @transaction.atomic
-    def _setup(self, username: str) -> tuple[Any, bool]:
+    def _setup(self, username: str) -> tuple[Any, bool, bool]:
         provider, _ = Provider.objects.get_or_create(
             name="demo", defaults={"kind": ProviderKind.DEMO}
         )
@@ -142,6 +152,7 @@ class Command(BaseCommand):
             self.stdout.write(f"moderation policy {DEMO_POLICY_NAME!r}: created")
         user_model = get_user_model()
         user = user_model.objects.filter(username=username).first()
+        created_user = user is None
         if user is None:
             password = os.environ.get("ADMIN_PASSWORD") or secrets.token_urlsafe(12)
             user = user_model.objects.create_superuser(
@@ -151,7 +162,7 @@ class Command(BaseCommand):
             self.stdout.write(f"admin user {username!r} created, password: {shown}")
         else:
             self.stdout.write(f"admin user {username!r} exists (password unchanged)")
-        return user, created or coordinator_created
+        return user, created or coordinator_created, created_user
 
     def _example_runs(self, user: Any) -> None:
         from agents.runtime import execute_run
