@@ -15,8 +15,8 @@ from asgiref.sync import async_to_sync
 from django.contrib.auth.models import AbstractBaseUser
 
 from agents.models import Provider, ProviderKind
-from agents.tools.safe_http import RequestFailed, RequestRefused, safe_request
 from core.errors import ConflictError
+from core.safe_http import RequestFailed, RequestRefused, safe_request
 
 Actor = AbstractBaseUser | None
 

@@ -264,6 +264,8 @@ PROVIDER_CHECK_ALLOW_PRIVATE_NETWORKS = env.list(
 # CIDRs webhook URLs may point into although private or loopback (e.g. 127.0.0.0/8 for
 # local development); empty: only public addresses. Metadata addresses are never allowed.
 WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.list("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=[])
+# CIDRs an external moderation rule's API may be reached at although private (self-hosted).
+MODERATION_ALLOW_PRIVATE_NETWORKS = env.list("MODERATION_ALLOW_PRIVATE_NETWORKS", default=[])
 WEBHOOK_TIMEOUT_S = env.float("WEBHOOK_TIMEOUT_S", default=10.0)
 # Waits before the 2nd, 3rd, ... attempt (jittered ±20 %): 5 s, 5 min, 30 min, 2 h, 5 h,
 # 10 h, 10 h — about 27.6 hours in all; then the delivery fails and the endpoint is disabled.

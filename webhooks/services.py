@@ -27,15 +27,15 @@ from django.utils import timezone
 
 from agents.models import Agent, Run, RunEvent
 from agents.runtime.events import envelope_of
-from agents.tools.safe_http import (
+from core.errors import ApplicationError
+from core.permissions import has_perms
+from core.safe_http import (
     RequestFailed,
     RequestRefused,
     address_refusal,
     check_url,
     safe_request,
 )
-from core.errors import ApplicationError
-from core.permissions import has_perms
 from secrets_vault.services import secret_create, secret_delete, secret_reveal, secret_rotate
 from webhooks.models import (
     EVENT_TYPES,

@@ -1,5 +1,5 @@
 """http_request: GET or POST to hosts the agent's operator allow-listed, through the SSRF-safe
-client in ``agents.tools.safe_http``.
+client in ``core.safe_http``.
 
 Per-agent configuration lives in ``Run.config["tool_config"]["http_request"]``::
 
@@ -29,8 +29,8 @@ from pydantic import (
 )
 
 from agents.tools.registry import ToolContext, ToolError, ToolSpec, register
-from agents.tools.safe_http import SafeResponse, safe_request
 from agents.tools.utils import validation_message
+from core.safe_http import SafeResponse, safe_request
 
 MAX_URL_CHARS = 2_048
 MAX_HEADERS = 20

@@ -1,5 +1,5 @@
 """What every tool shares: argument validation, a time limit, output truncation, and the
-bridge to pydantic-ai's ``Tool``. The SSRF-safe HTTP client is ``agents.tools.safe_http``."""
+bridge to pydantic-ai's ``Tool``. The SSRF-safe HTTP client is ``core.safe_http``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_ai import Tool, ToolFailed
 
 from agents.tools.registry import ToolContext, ToolError, ToolSpec
+from core.safe_http import OutboundError
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -49,7 +50,7 @@ async def call_tool(
         result = await asyncio.wait_for(call, timeout=spec.timeout_s)
     except TimeoutError:
         raise ToolFailed(f"{spec.name} timed out after {spec.timeout_s:g} s.") from None
-    except ToolError as exc:
+    except (ToolError, OutboundError) as exc:  # the outbound client's refusals too
         raise ToolFailed(str(exc)) from None
     return truncate(render_output(result), spec.max_output_chars)
 

@@ -3,15 +3,23 @@
 ``POST {base_url}/moderations`` with ``{"model": ..., "input": ...}``; the response is
 ``{"results": [{"flagged": bool, "categories": {...}, "category_scores": {...}}]}``.
 Any OpenAI-compatible server works. The API key is passed per call (revealed from the vault
-by the caller) and never appears in errors.
+by the caller) and never appears in errors. The call goes through the SSRF-safe client
+(``core.safe_http``), as the tools' calls do: only the rule's own host, only public
+addresses unless ``MODERATION_ALLOW_PRIVATE_NETWORKS`` lists the network, never a cloud
+metadata address, no redirects, a bounded body.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
+from core.safe_http import RequestFailed, RequestRefused, safe_request
+
+# A moderation verdict is small; a larger body is not an answer.
+MAX_RESPONSE_BYTES = 1_000_000
 
 
 @dataclass
@@ -52,13 +60,7 @@ def _failure(params: dict, message: str) -> ExternalVerdict:
     return ExternalVerdict(kinds=kinds, error=message)
 
 
-async def check_external(
-    text: str,
-    params: dict,
-    api_key: str | None,
-    *,
-    client: httpx.AsyncClient | None = None,
-) -> ExternalVerdict:
+async def check_external(text: str, params: dict, api_key: str | None) -> ExternalVerdict:
     """Ask an OpenAI-compatible moderation endpoint about ``text``.
 
     ``params`` are the validated rule parameters. On timeout, transport error, non-2xx
@@ -68,21 +70,30 @@ async def check_external(
     url = f"{params['base_url']}/moderations"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     body = {"model": params["model"], "input": text}
-    timeout = httpx.Timeout(params["timeout_s"])
     try:
-        if client is None:
-            async with httpx.AsyncClient(timeout=timeout) as own:
-                response = await own.post(url, json=body, headers=headers)
-        else:
-            response = await client.post(url, json=body, headers=headers, timeout=timeout)
-    except httpx.TimeoutException:
-        return _failure(params, f"moderation API timed out after {params['timeout_s']}s")
-    except httpx.HTTPError as exc:
-        return _failure(params, f"moderation API unreachable ({type(exc).__name__})")
+        response = await safe_request(
+            "POST",
+            url,
+            allowed_hosts=[urlsplit(url).hostname or ""],
+            headers=headers,
+            json=body,
+            timeout_s=params["timeout_s"],
+            max_bytes=MAX_RESPONSE_BYTES,
+            max_redirects=0,
+            private_networks_setting="MODERATION_ALLOW_PRIVATE_NETWORKS",
+        )
+    except RequestRefused as exc:
+        return _failure(params, f"moderation API refused by the outbound policy ({exc})")
+    except RequestFailed as exc:
+        if "timed out" in str(exc):
+            return _failure(params, f"moderation API timed out after {params['timeout_s']}s")
+        return _failure(params, f"moderation API unreachable ({exc})")
     if response.status_code >= 300:
         return _failure(params, f"moderation API returned HTTP {response.status_code}")
+    if response.truncated:
+        return _failure(params, f"moderation API sent more than {MAX_RESPONSE_BYTES} bytes")
     try:
-        result = _parse(response.json())
+        result = _parse(json.loads(response.content))
     except ValueError as exc:
         return _failure(params, f"moderation API sent an invalid response ({exc})")
     return ExternalVerdict(kinds=[f"external:{c}" for c in _flagged_categories(result, params)])

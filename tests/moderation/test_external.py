@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -57,6 +58,12 @@ class ModerationHandler(QuietHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+@pytest.fixture(autouse=True)
+def _loopback_allowed(settings: Any) -> None:
+    """The fake API listens on loopback, which the outbound policy allows only when told."""
+    settings.MODERATION_ALLOW_PRIVATE_NETWORKS = ["127.0.0.0/8"]
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +152,28 @@ def test_sync_scan_skips_external_rules(server_url: str) -> None:
     before = len(REQUESTS)
     assert external_policy(f"{server_url}/flagged").scan("x", "input").findings == []
     assert len(REQUESTS) == before
+
+
+def test_a_private_address_is_refused_without_the_setting_and_nothing_is_sent(
+    server_url: str, settings: Any
+) -> None:
+    # given no private network allowed for moderation (the default)
+    settings.MODERATION_ALLOW_PRIVATE_NETWORKS = []
+    REQUESTS.clear()
+    policy = external_policy(f"{server_url}/flagged", fail_mode="closed")
+    # when the rule runs
+    result = asyncio.run(policy.ascan("hello", "input"))
+    # then the SSRF-safe client refused the loopback address before sending anything
+    assert REQUESTS == []
+    assert [f.kind for f in result.findings] == ["external_unavailable"]
+    assert "refused by the outbound policy" in result.errors[0]
+
+
+def test_a_cloud_metadata_address_is_refused_even_when_private_networks_are_allowed(
+    settings: Any,
+) -> None:
+    settings.MODERATION_ALLOW_PRIVATE_NETWORKS = ["169.254.0.0/16"]
+    policy = external_policy("http://169.254.169.254/v1", fail_mode="open")
+    result = asyncio.run(policy.ascan("hello", "input"))
+    assert result.findings == []
+    assert "refused by the outbound policy" in result.errors[0]

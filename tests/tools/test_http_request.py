@@ -1,4 +1,4 @@
-"""The SSRF-safe HTTP client (``agents.tools.safe_http.safe_request``) and the ``http_request``
+"""The SSRF-safe HTTP client (``core.safe_http.safe_request``) and the ``http_request``
 tool, against a real HTTP server on 127.0.0.1. No test sends traffic anywhere else: every
 refusal of a non-loopback address is checked to happen before a socket is opened."""
 
@@ -14,9 +14,11 @@ import pytest
 import structlog
 from pydantic_ai import ToolFailed
 
-from agents.tools import all_tools, get_tool, safe_http, tool_config
+from agents.tools import all_tools, get_tool, tool_config
 from agents.tools.registry import ToolContext
-from agents.tools.safe_http import (
+from agents.tools.utils import call_tool, to_pydantic_ai
+from core import safe_http
+from core.safe_http import (
     RequestFailed,
     RequestRefused,
     address_refusal,
@@ -25,7 +27,6 @@ from agents.tools.safe_http import (
     host_allowed,
     safe_request,
 )
-from agents.tools.utils import call_tool, to_pydantic_ai
 from tests.tools.conftest import LocalServer
 
 SECRET = "sk-test-0123456789abcdef"

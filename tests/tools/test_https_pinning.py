@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from agents.tools import safe_http
-from agents.tools.safe_http import RequestFailed, RequestRefused, safe_request
+from core import safe_http
+from core.safe_http import RequestFailed, RequestRefused, safe_request
 from tests.fakes.quiet_http import QuietHandler
 
 HOST = "api.example.test"

@@ -35,8 +35,6 @@ import httpx
 import structlog
 from django.conf import settings
 
-from agents.tools.registry import ToolError
-
 log = structlog.get_logger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -63,11 +61,16 @@ CARRIER_GRADE_NAT = ipaddress.ip_network("100.64.0.0/10")
 NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
 
 
-class RequestRefused(ToolError):
+class OutboundError(Exception):
+    """An outbound request that was refused or failed; the message is safe to show (tools
+    hand it to the model as their result)."""
+
+
+class RequestRefused(OutboundError):
     """The request breaks the outbound policy; nothing was sent."""
 
 
-class RequestFailed(ToolError):
+class RequestFailed(OutboundError):
     """The request was allowed but did not complete (DNS, connect, timeout, protocol)."""
 
 
