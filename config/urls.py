@@ -21,6 +21,7 @@ API_RESOURCES = {
     "usage": "usage",
     "moderation_flags": "moderation-flag-list",
     "moderation_check": "moderation-check",
+    "moderation_policies": "moderation-policy-list",
     "secrets": "secret-list",
 }
 

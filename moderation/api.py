@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
@@ -15,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import NotFoundError
+from core.pagination import BoundedLimitOffsetPagination
 from core.permissions import ModelPermission, has_perms
 from moderation.models import Flag, Policy
 from moderation.selectors import flags_filtered
@@ -24,8 +26,9 @@ from moderation.serializers import (
     FlagQuerySerializer,
     FlagResolveSerializer,
     FlagSerializer,
+    PolicySerializer,
 )
-from moderation.services import flag_resolve, policy_check
+from moderation.services import flag_resolve, policy_check, policy_delete, policy_save
 
 
 class FlagListView(ListAPIView):
@@ -98,3 +101,77 @@ def _policy_by_ref(ref: int | str) -> Policy:
     if policy is None:
         raise NotFoundError("policy_not_found", f"No policy {ref!r}.")
     return policy
+
+
+def _policy(name: str) -> Policy:
+    policy = Policy.objects.filter(name=name).first()
+    if policy is None:
+        raise NotFoundError("policy_not_found", f"No policy '{name}'.")
+    return policy
+
+
+def _save(policy: Policy, body: PolicySerializer) -> Policy:
+    data = dict(body.validated_data)
+    rules = data.pop("rules", None)
+    return policy_save(
+        policy=policy, data=data, rules=[dict(r) for r in rules] if rules is not None else None
+    )
+
+
+class PolicyListView(APIView):
+    permission_classes = [ModelPermission]
+    required_perms = {"GET": ["moderation.view_policy"], "POST": ["moderation.add_policy"]}
+
+    @extend_schema(summary="List moderation policies", responses=PolicySerializer(many=True))
+    def get(self, request: Request) -> Response:
+        paginator = BoundedLimitOffsetPagination()
+        qs = Policy.objects.prefetch_related("rules").order_by("name")
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(PolicySerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Create a moderation policy",
+        description="With its ordered rules; each rule's params are validated by the engine.",
+        request=PolicySerializer,
+        responses={201: PolicySerializer},
+    )
+    def post(self, request: Request) -> Response:
+        body = PolicySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        policy = _save(Policy(), body)
+        return Response(PolicySerializer(policy).data, status=status.HTTP_201_CREATED)
+
+
+class PolicyDetailView(APIView):
+    permission_classes = [ModelPermission]
+    required_perms = {
+        "GET": ["moderation.view_policy"],
+        "PATCH": ["moderation.change_policy"],
+        "DELETE": ["moderation.delete_policy"],
+    }
+
+    @extend_schema(summary="Read a moderation policy", responses=PolicySerializer)
+    def get(self, request: Request, name: str) -> Response:
+        return Response(PolicySerializer(_policy(name)).data)
+
+    @extend_schema(
+        summary="Change a moderation policy",
+        description="``rules``, when given, replaces the whole ordered list (rules are "
+        "matched by name, so kept rules keep their flags).",
+        request=PolicySerializer,
+        responses=PolicySerializer,
+    )
+    def patch(self, request: Request, name: str) -> Response:
+        policy = _policy(name)
+        body = PolicySerializer(policy, data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        return Response(PolicySerializer(_save(policy, body)).data)
+
+    @extend_schema(
+        summary="Delete a moderation policy",
+        description="A policy that agents use is a 409 policy_in_use naming them.",
+        responses={204: OpenApiResponse(description="Deleted.")},
+    )
+    def delete(self, request: Request, name: str) -> Response:
+        policy_delete(policy=_policy(name))
+        return Response(status=status.HTTP_204_NO_CONTENT)

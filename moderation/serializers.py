@@ -5,9 +5,9 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from core.serializers import StrictCharField, StrictSerializer
+from core.serializers import StrictCharField, StrictModelSerializer, StrictSerializer
 from moderation.engine import STAGES
-from moderation.models import Flag, Severity, Stage
+from moderation.models import Flag, Policy, Rule, Severity, Stage
 from moderation.selectors import AGE_CHOICES
 from moderation.services import DECISIONS
 
@@ -122,3 +122,37 @@ class CheckResultSerializer(serializers.Serializer):
     text = serializers.CharField()
     blocked = FindingSerializer(allow_null=True)
     skipped = serializers.ListField(child=serializers.CharField())
+
+
+class RuleSerializer(StrictModelSerializer):
+    """One rule of a policy; ``params`` are checked by the engine, with its messages."""
+
+    # The engine validates params and stages (Rule.clean); here only their JSON types.
+    params = serializers.DictField(required=False, default=dict)
+    stages = serializers.ListField(
+        child=serializers.CharField(), required=False, default=sorted(STAGES)
+    )
+
+    class Meta:
+        model = Rule
+        fields = ["name", "kind", "params", "stages", "action", "severity", "is_active"]
+        # Uniqueness within the policy is the service's to check (rules are one list).
+        validators: list[Any] = []
+
+
+class PolicySerializer(StrictModelSerializer):
+    rules = RuleSerializer(many=True, required=False, help_text="In the order they run.")
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Policy
+        fields = ["name", "description", "fail_mode", "rules", "created_at", "updated_at", "links"]
+        read_only_fields = ["created_at", "updated_at", "links"]
+
+    def to_representation(self, policy: Policy) -> dict[str, Any]:
+        data = super().to_representation(policy)
+        data["rules"] = RuleSerializer(policy.rules.order_by("order", "id"), many=True).data
+        return data
+
+    def get_links(self, policy: Policy) -> dict[str, str]:
+        return {"self": f"/api/v1/moderation/policies/{policy.name}/"}

@@ -14,4 +14,10 @@ urlpatterns = [
         name="moderation-flag-resolve",
     ),
     path("check/", api.CheckView.as_view(), name="moderation-check"),
+    path("policies/", api.PolicyListView.as_view(), name="moderation-policy-list"),
+    path(
+        "policies/<str:name>/",
+        api.PolicyDetailView.as_view(),
+        name="moderation-policy-detail",
+    ),
 ]
