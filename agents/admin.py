@@ -17,6 +17,7 @@ from unfold.decorators import action
 
 from agents.lifecycle import is_terminal
 from agents.models import Agent, ModelCall, PriceOverride, Provider, Run, RunEvent, Thread
+from console.display import run_id_cell, status_badge, when
 from core.errors import ApplicationError
 
 # The live view renders at most this many stored events; the page's script fetches the
@@ -78,19 +79,18 @@ class ModelCallAdmin(ModelAdmin):
     """The cost ledger, read-only: one row per model request."""
 
     list_display = [
-        "created_at",
+        "created",
         "agent",
         "model",
-        "input_tokens",
-        "output_tokens",
-        "cached_tokens",
-        "cost_usd",
+        "cost",
+        "tokens",
         "price_source",
-        "usage_estimated",
-        "latency_ms",
-        "run",
+        "latency",
+        "run_link",
     ]
+    list_display_links = None
     list_filter = ["agent", "model", "price_source", "usage_estimated"]
+    ordering = ["-created_at"]
     date_hierarchy = "created_at"
     list_select_related = ["agent", "run"]
 
@@ -102,6 +102,26 @@ class ModelCallAdmin(ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description="time", ordering="created_at")
+    def created(self, call: ModelCall) -> str:
+        return when(call.created_at)
+
+    @admin.display(description="cost", ordering="cost_usd")
+    def cost(self, call: ModelCall) -> str:
+        return f"${call.cost_usd:.6f}" + (" ~" if call.usage_estimated else "")
+
+    @admin.display(description="tokens in/out/cached")
+    def tokens(self, call: ModelCall) -> str:
+        return f"{call.input_tokens}/{call.output_tokens}/{call.cached_tokens}"
+
+    @admin.display(description="latency", ordering="latency_ms")
+    def latency(self, call: ModelCall) -> str:
+        return f"{call.latency_ms:.0f} ms"
+
+    @admin.display(description="run")
+    def run_link(self, call: ModelCall) -> str:
+        return run_id_cell(call.run_id)
 
 
 @admin.register(Agent)
@@ -188,16 +208,9 @@ class TestRunForm(forms.Form):
 
 @admin.register(Run)
 class RunAdmin(ModelAdmin):
-    list_display = [
-        "id",
-        "agent",
-        "owner",
-        "status",
-        "created_at",
-        "duration",
-        "tokens",
-        "cost_usd",
-    ]
+    # Narrow columns, the deciding ones first: fits 1280 px with the sidebar open.
+    list_display = ["run_id", "status_badge", "agent", "created", "duration", "tokens", "cost"]
+    list_display_links = None  # the short id links; the copy button must not navigate
     list_filter = ["status", "agent"]
     search_fields = ["id", "input", "owner__username"]
     date_hierarchy = "created_at"
@@ -305,13 +318,29 @@ class RunAdmin(ModelAdmin):
         else:
             messages.success(request, f"{run.pk}: {status}.")
 
-    @admin.display(description="duration (s)")
+    @admin.display(description="run", ordering="id")
+    def run_id(self, run: Run) -> str:
+        return run_id_cell(run.pk)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, run: Run) -> str:
+        return status_badge(run.status)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, run: Run) -> str:
+        return when(run.created_at)
+
+    @admin.display(description="duration")
     def duration(self, run: Run) -> str:
-        return f"{run.duration_s:.2f}" if run.duration_s is not None else "-"
+        return f"{run.duration_s:.2f} s" if run.duration_s is not None else "-"
 
     @admin.display(description="tokens in/out")
     def tokens(self, run: Run) -> str:
         return f"{run.input_tokens}/{run.output_tokens}"
+
+    @admin.display(description="cost", ordering="cost_usd")
+    def cost(self, run: Run) -> str:
+        return f"${run.cost_usd:.6f}"
 
 
 @admin.register(Thread)

@@ -8,11 +8,10 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
 from unfold.admin import ModelAdmin, StackedInline
 
+from console.display import run_id_cell, severity_badge, when
 from core.errors import ApplicationError
 from moderation.models import Flag, Policy, Rule, Stage
 from moderation.selectors import AGES, age_filter, flags_queue
@@ -111,19 +110,18 @@ def _bulk(decision: str, label: str) -> Any:
 @admin.register(Flag)
 class FlagAdmin(ModelAdmin):
     form = FlagForm
+    # The finding first (severity, excerpt, run), then where it came from; fits 1280 px.
     list_display = [
-        "created_at",
         "status",
-        "severity",
-        "agent",
-        "rule_name",
-        "kind",
-        "stage",
-        "action",
+        "severity_badge",
         "short_excerpt",
         "run_link",
-        "reviewer",
+        "agent",
+        "rule_name",
+        "stage_action",
+        "created",
     ]
+    list_display_links = ["short_excerpt"]
     list_filter = [
         "status",
         "severity",
@@ -187,12 +185,23 @@ class FlagAdmin(ModelAdmin):
 
     @admin.display(description="run")
     def run_link(self, flag: Flag) -> str:
-        url = reverse("admin:agents_run_change", args=[flag.run_id])
-        return format_html('<a href="{}">{}</a>', url, str(flag.run_id)[:8])
+        return run_id_cell(flag.run_id)
 
     @admin.display(description="excerpt")
     def short_excerpt(self, flag: Flag) -> str:
-        return flag.excerpt if len(flag.excerpt) <= 120 else flag.excerpt[:119] + "…"
+        return flag.excerpt if len(flag.excerpt) <= 80 else flag.excerpt[:79] + "…"
+
+    @admin.display(description="severity", ordering="severity")
+    def severity_badge(self, flag: Flag) -> str:
+        return severity_badge(flag.severity)
+
+    @admin.display(description="stage / action")
+    def stage_action(self, flag: Flag) -> str:
+        return f"{flag.stage} / {flag.action}"
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, flag: Flag) -> str:
+        return when(flag.created_at)
 
     def save_model(self, request: HttpRequest, obj: Flag, form: Any, change: bool) -> None:
         # Decisions go through the service (reviewer, time, allow-list), never a raw save.
