@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -171,10 +172,64 @@ class AgentAdmin(ModelAdmin):
 
     def get_urls(self) -> list[Any]:
         view = self.admin_site.admin_view(require_POST(self.test_run_view))
+        versions = self.admin_site.admin_view(self.versions_view)
+        restore = self.admin_site.admin_view(require_POST(self.restore_view))
         return [
             path("<path:object_id>/test-run/", view, name="agents_agent_test_run"),
+            path("<path:object_id>/versions/", versions, name="agents_agent_versions"),
+            path(
+                "<path:object_id>/versions/<int:number>/restore/",
+                restore,
+                name="agents_agent_version_restore",
+            ),
             *super().get_urls(),
         ]
+
+    def versions_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The version history, with the diff of two versions (?a=&b=, default the last two)."""
+        from agents.agent_services import version_diff
+
+        agent = get_object_or_404(Agent, pk=object_id)
+        if not self.has_view_permission(request, agent):
+            raise PermissionDenied
+        versions = list(agent.versions.select_related("created_by").order_by("-number"))
+        by_number = {v.number: v for v in versions}
+        newest = versions[0].number if versions else 0
+        a = _int_param(request, "a", newest - 1)
+        b = _int_param(request, "b", newest)
+        diff = None
+        if a in by_number and b in by_number:
+            diff = version_diff(by_number[a].config, by_number[b].config)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Versions of {agent.slug}",
+            "opts": self.model._meta,
+            "original": agent,
+            "versions": versions,
+            "a": a,
+            "b": b,
+            "diff": [
+                {**d, "old": json.dumps(d["old"], indent=1), "new": json.dumps(d["new"], indent=1)}
+                for d in diff or []
+            ],
+            "compared": diff is not None,
+            "can_restore": self.has_change_permission(request, agent),
+        }
+        return TemplateResponse(request, "admin/agents/agent/versions.html", context)
+
+    def restore_view(self, request: HttpRequest, object_id: str, number: int) -> HttpResponse:
+        from agents.agent_services import agent_version_restore
+
+        agent = get_object_or_404(Agent, pk=object_id)
+        if not self.has_change_permission(request, agent):
+            raise PermissionDenied
+        try:
+            version = agent_version_restore(agent=agent, number=number, actor=request.user)
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"Restored version {number} as version {version.number}.")
+        return HttpResponseRedirect(reverse("admin:agents_agent_versions", args=[agent.pk]))
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
@@ -202,6 +257,13 @@ class AgentAdmin(ModelAdmin):
         return HttpResponseRedirect(reverse("admin:agents_run_change", args=[run.pk]))
 
 
+def _int_param(request: HttpRequest, name: str, default: int) -> int:
+    try:
+        return int(request.GET.get(name, default))
+    except ValueError:
+        return default
+
+
 class TestRunForm(forms.Form):
     input = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=32_000)
 
@@ -221,7 +283,7 @@ class RunAdmin(ModelAdmin):
 
     # The timeline comes first on the page; the rest is reference, most of it folded.
     fieldsets = [
-        (None, {"fields": ["agent", "owner", "status", "input", "output"]}),
+        (None, {"fields": ["agent", "agent_version", "owner", "status", "input", "output"]}),
         (
             "Outcome",
             {"fields": ["error_code", "error_message", "created_at", "started_at", "finished_at"]},
@@ -424,6 +486,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         "status": run.status,
         "terminal": is_terminal(run.status),
         "agent": run.agent.slug,
+        "agent_version": str(run.config.get("agent_version", "-")),
         "owner": run.owner.get_username(),
         "created_at": _time(run.created_at),
         "started_at": _time(run.started_at),
