@@ -366,3 +366,15 @@ class ModelCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} {self.input_tokens}/{self.output_tokens} ${self.cost_usd}"
+
+
+class ApiToken(models.Model):
+    """What knox's token does not hold: a name for people and when it was last used.
+    knox keeps the digest, owner, creation and expiry (the secret is never stored)."""
+
+    token = models.OneToOneField("knox.AuthToken", on_delete=models.CASCADE, related_name="info")
+    name = models.CharField(max_length=100, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name or f"token {self.pk}"

@@ -7,7 +7,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from agents import api as agents_api
-from agents import api_agents, api_providers, api_threads, api_usage
+from agents import api_agents, api_providers, api_threads, api_tokens, api_usage
 from agents import sse as agents_sse
 from core import views as core_views
 from monitoring import views as monitoring_views
@@ -19,6 +19,7 @@ API_RESOURCES = {
     "runs": "run-list",
     "threads": "thread-list",
     "usage": "usage",
+    "tokens": "token-list",
     "moderation_flags": "moderation-flag-list",
     "moderation_check": "moderation-check",
     "moderation_policies": "moderation-policy-list",
@@ -28,6 +29,8 @@ API_RESOURCES = {
 api_v1 = [
     path("", core_views.ApiRootView.as_view(resources=API_RESOURCES), name="api-root"),
     path("usage/", api_usage.UsageView.as_view(), name="usage"),
+    path("tokens/", api_tokens.TokenListView.as_view(), name="token-list"),
+    path("tokens/<int:token_id>/", api_tokens.TokenDetailView.as_view(), name="token-detail"),
     path("agents/", api_agents.AgentListView.as_view(), name="agent-list"),
     path("agents/<slug:slug>/", api_agents.AgentDetailView.as_view(), name="agent-detail"),
     path(

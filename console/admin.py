@@ -29,4 +29,16 @@ class GroupAdmin(BaseGroupAdmin, ModelAdmin):
 
 @admin.register(AuthToken)
 class AuthTokenAdmin(BaseAuthTokenAdmin, ModelAdmin):
-    pass
+    list_display = ("token_name", "user", "created", "last_used", "expiry")
+    list_select_related = ("user", "info")
+    search_fields = ("info__name", "user__username")
+
+    @admin.display(description="name", ordering="info__name")
+    def token_name(self, token: AuthToken) -> str:
+        info = getattr(token, "info", None)
+        return (info.name if info else "") or "(unnamed)"
+
+    @admin.display(description="last used", ordering="info__last_used_at")
+    def last_used(self, token: AuthToken) -> object:
+        info = getattr(token, "info", None)
+        return info.last_used_at if info and info.last_used_at else "never"
