@@ -477,8 +477,8 @@ def tokens_purge_expired() -> int:
     """Delete expired API tokens (knox's per-request sweep, done periodically instead)."""
     from knox.models import AuthToken
 
-    deleted, _ = AuthToken.objects.filter(expiry__lt=timezone.now()).delete()
-    return deleted
+    _, per_model = AuthToken.objects.filter(expiry__lt=timezone.now()).delete()
+    return per_model.get(AuthToken._meta.label, 0)  # not counting their ApiToken rows
 
 
 def thread_delete(*, thread: Thread) -> None:
