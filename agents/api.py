@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 from rest_framework.request import Request
@@ -93,10 +93,7 @@ class RunDetailView(RetrieveAPIView):
 
 class RunEventsView(APIView):
     @extend_schema(
-        parameters=[
-            OpenApiParameter("after", int, description="Return events with seq > after."),
-            OpenApiParameter("limit", int, description="At most this many (1-1000)."),
-        ],
+        parameters=[EventsQuerySerializer],
         responses=EventsPageSerializer,
     )
     def get(self, request: Request, run_id: str) -> Response:

@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from agents.agent_services import EDITABLE_FIELDS
 from agents.models import Agent, AgentVersion, Provider, Run, Thread
+from core.pagination import MAX_OFFSET
 from core.serializers import (
     StrictCharField,
     StrictIntegerField,
@@ -242,8 +243,12 @@ class RunSerializer(serializers.ModelSerializer):
 
 
 class EventsQuerySerializer(StrictSerializer):
-    after = serializers.IntegerField(min_value=0, default=0)
-    limit = serializers.IntegerField(min_value=1, max_value=1000, default=500)
+    after = serializers.IntegerField(
+        min_value=0, max_value=MAX_OFFSET, default=0, help_text="Return events with seq > after."
+    )
+    limit = serializers.IntegerField(
+        min_value=1, max_value=1000, default=500, help_text="At most this many."
+    )
 
 
 class EventSerializer(serializers.Serializer):

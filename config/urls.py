@@ -6,6 +6,7 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+import core.converters  # noqa: F401  (registers <id:...>)
 from agents import api as agents_api
 from agents import api_agents, api_providers, api_threads, api_tokens, api_usage
 from agents import sse as agents_sse
@@ -39,12 +40,12 @@ api_v1 = [
         name="agent-version-list",
     ),
     path(
-        "agents/<slug:slug>/versions/<int:number>/",
+        "agents/<slug:slug>/versions/<id:number>/",
         api_agents.AgentVersionDetailView.as_view(),
         name="agent-version-detail",
     ),
     path(
-        "agents/<slug:slug>/versions/<int:number>/restore/",
+        "agents/<slug:slug>/versions/<id:number>/restore/",
         api_agents.AgentVersionRestoreView.as_view(),
         name="agent-version-restore",
     ),

@@ -7,12 +7,42 @@ from typing import Any
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination, LimitOffsetPagination
 
+# Beyond PostgreSQL's bigint an OFFSET is a DataError; no list comes near it anyway.
+MAX_OFFSET = 2**31 - 1
+
 
 class BoundedLimitOffsetPagination(LimitOffsetPagination):
-    """Limit/offset whose ``limit`` is capped, so ``?limit=10**20`` is a page, not an error."""
+    """Limit/offset whose ``limit`` is capped, so ``?limit=10**20`` is a page, not an error,
+    and whose ``offset`` is a 400 naming it when it is not a number in 0..2**31-1."""
 
     default_limit = 50
     max_limit = 500
+
+    def get_offset(self, request: Any) -> int:
+        raw = request.query_params.get(self.offset_query_param)
+        if raw is None:
+            return 0
+        if not raw.isdigit() or int(raw) > MAX_OFFSET:
+            raise ValidationError(
+                {self.offset_query_param: [f"A whole number from 0 to {MAX_OFFSET}."]}
+            )
+        return int(raw)
+
+    def get_limit(self, request: Any) -> int | None:
+        raw = request.query_params.get(self.limit_query_param)
+        if raw is not None and not (raw.isdigit() and int(raw) >= 1):
+            raise ValidationError({self.limit_query_param: ["A whole number of at least 1."]})
+        return super().get_limit(request)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        bounds = {
+            self.limit_query_param: {"minimum": 1},
+            self.offset_query_param: {"minimum": 0, "maximum": MAX_OFFSET},
+        }
+        for parameter in parameters:
+            parameter["schema"].update(bounds.get(parameter["name"], {}))
+        return parameters
 
 
 class NewestFirstCursorPagination(CursorPagination):

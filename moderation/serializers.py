@@ -5,6 +5,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.pagination import MAX_OFFSET
 from core.serializers import StrictCharField, StrictModelSerializer, StrictSerializer
 from moderation.engine import STAGES
 from moderation.models import Flag, Policy, Rule, Severity, Stage
@@ -59,7 +60,7 @@ class FlagSerializer(serializers.ModelSerializer):
 
 class FlagQuerySerializer(StrictSerializer):
     agent = serializers.CharField(required=False)
-    rule = serializers.IntegerField(required=False, min_value=1)
+    rule = serializers.IntegerField(required=False, min_value=1, max_value=MAX_OFFSET)
     run = serializers.UUIDField(required=False)
     kind = serializers.CharField(required=False, max_length=100)
     stage = serializers.ChoiceField(choices=Stage.choices, required=False)
@@ -68,7 +69,7 @@ class FlagQuerySerializer(StrictSerializer):
     age = serializers.ChoiceField(choices=AGE_CHOICES, required=False)
     # Pagination parameters, read by the paginator.
     limit = serializers.IntegerField(required=False, min_value=1, max_value=500)
-    offset = serializers.IntegerField(required=False, min_value=0)
+    offset = serializers.IntegerField(required=False, min_value=0, max_value=MAX_OFFSET)
 
 
 class FlagResolveSerializer(StrictSerializer):
@@ -77,13 +78,24 @@ class FlagResolveSerializer(StrictSerializer):
     allow_list = serializers.BooleanField(required=False, default=False)
 
 
-@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}]})
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "integer", "minimum": 1, "maximum": MAX_OFFSET},
+            {"type": "string", "minLength": 1, "maxLength": 200},
+        ]
+    }
+)
 class PolicyRefField(serializers.Field):
     """A policy by id (a JSON number) or by name (a string)."""
 
     def to_internal_value(self, data: Any) -> int | str:
         if isinstance(data, bool) or not isinstance(data, int | str) or data == "":
             raise serializers.ValidationError("A policy id (number) or name (string).")
+        if isinstance(data, int) and not 1 <= data <= MAX_OFFSET:
+            raise serializers.ValidationError(f"A policy id from 1 to {MAX_OFFSET}.")
+        if isinstance(data, str) and len(data) > 200:
+            raise serializers.ValidationError("A policy name of at most 200 characters.")
         return data
 
     def to_representation(self, value: Any) -> Any:

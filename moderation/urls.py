@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from django.urls import path
 
+import core.converters  # noqa: F401  (registers <id:...>)
 from moderation import api
 
 urlpatterns = [
     path("flags/", api.FlagListView.as_view(), name="moderation-flag-list"),
     path(
-        "flags/<int:flag_id>/resolve/",
+        "flags/<id:flag_id>/resolve/",
         api.FlagResolveView.as_view(),
         name="moderation-flag-resolve",
     ),

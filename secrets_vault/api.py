@@ -14,12 +14,12 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_variables
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.pagination import BoundedLimitOffsetPagination
 from core.permissions import ModelPermission
 from secrets_vault import selectors, services
 from secrets_vault.errors import SecretNotFoundError
@@ -55,9 +55,12 @@ class VaultView(APIView):
 class SecretListView(VaultView):
     required_perms = {"GET": VIEW, "POST": [*VIEW, "secrets_vault.add_secret"]}
 
+    # Read by drf-spectacular too, so the schema documents the page, not a bare array.
+    pagination_class = BoundedLimitOffsetPagination
+
     @extend_schema(responses={200: SecretSerializer(many=True)})
     def get(self, request: Request) -> Response:
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.secrets_list(), request, view=self)
         return paginator.get_paginated_response(SecretSerializer(page, many=True).data)
 

@@ -102,7 +102,7 @@ class SecretVersionSerializer(serializers.ModelSerializer):
 class SecretSerializer(serializers.ModelSerializer):
     agents = serializers.SerializerMethodField()
     rotation_due = serializers.BooleanField(read_only=True)
-    rotation_due_at = serializers.DateTimeField(read_only=True)
+    rotation_due_at = serializers.DateTimeField(read_only=True, allow_null=True)
     last_accessed_at = serializers.DateTimeField(read_only=True, default=None)
     links = serializers.SerializerMethodField()
 

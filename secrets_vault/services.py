@@ -16,11 +16,11 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, ProtectedError
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from core.errors import ApplicationError
+from core.errors import ApplicationError, ConflictError
 from secrets_vault.crypto import SecretValue, decrypt_value, encrypt_value, rewrap_dek
 from secrets_vault.errors import (
     SecretAccessDeniedError,
@@ -286,9 +286,19 @@ def secret_update(
 def secret_delete(*, secret: Secret, actor: Actor = None) -> None:
     """Delete a secret and every version; its access events stay (with the name)."""
     name = secret.name
-    with transaction.atomic():
-        locked = _lock_secret(pk=secret.pk)
-        locked.delete()
+    try:
+        with transaction.atomic():
+            locked = _lock_secret(pk=secret.pk)
+            locked.delete()
+    except ProtectedError as exc:
+        # Who uses it (providers, say) is not the vault's business to import; the rows say.
+        users = sorted({str(obj) for obj in exc.protected_objects})
+        kinds = sorted({str(obj._meta.verbose_name_plural) for obj in exc.protected_objects})
+        raise ConflictError(
+            "secret_in_use",
+            f"Secret '{name}' is still used by {', '.join(kinds)}: {', '.join(users)}.",
+            details={"used_by": users},
+        ) from None
     log.info("secret_deleted", secret=name, actor=_actor_label(actor))
 
 
