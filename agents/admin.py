@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django import forms
@@ -235,6 +235,9 @@ class AgentAdmin(ModelAdmin):
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
     ) -> HttpResponse:
         extra = {**(extra_context or {}), "test_run_form": TestRunForm()}
+        agent = self.get_object(request, object_id)
+        if agent is not None:
+            extra["agent_panel"] = agent_panel(request, agent)
         return super().change_view(request, object_id, form_url, extra)
 
     def test_run_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -262,6 +265,49 @@ def _int_param(request: HttpRequest, name: str, default: int) -> int:
         return int(request.GET.get(name, default))
     except ValueError:
         return default
+
+
+AGENT_PANEL_RUNS = 10
+AGENT_PANEL_VERSIONS = 10
+
+
+def agent_panel(request: HttpRequest, agent: Agent) -> dict[str, Any]:
+    """The agent page's overview: recent runs, this month's spend against the budget, the
+    error rate over 30 days and the version history with each version's diff."""
+    from agents.agent_services import version_diff
+    from agents.selectors import agent_budget_use, agent_versions, run_window_stats
+    from agents.services import agent_month_spend, month_start
+
+    now = timezone.now()
+    panel: dict[str, Any] = {"spent_usd": agent_month_spend(agent.pk), "budget": None}
+    budgets = [b for b in agent_budget_use(since=month_start()) if b["agent_id"] == agent.pk]
+    if budgets:
+        from console.dashboard import budget_row
+
+        panel["budget"] = budget_row(budgets[0])
+    if request.user.has_perm("agents.view_run"):
+        stats = run_window_stats(start=now - timedelta(days=30), end=now, agent=agent)
+        runs = stats["runs"]
+        failed = runs["failed"] + runs["timed_out"] + runs["blocked"]
+        finished = failed + runs["succeeded"]
+        panel["stats"] = stats
+        panel["error_rate"] = failed / finished if finished else None
+        panel["recent_runs"] = [
+            {"id": run_id_cell(r.pk), "status": status_badge(r.status), "run": r}
+            for r in agent.runs.order_by("-created_at")[:AGENT_PANEL_RUNS]
+        ]
+    versions = list(agent_versions(agent)[: AGENT_PANEL_VERSIONS + 1])
+    panel["versions"] = [
+        {
+            "version": v,
+            "diff": version_diff(older.config, v.config) if older is not None else [],
+            "is_current": i == 0,
+        }
+        for i, (v, older) in enumerate(
+            zip(versions, [*versions[1:], None][: len(versions)], strict=True)
+        )
+    ][:AGENT_PANEL_VERSIONS]
+    return panel
 
 
 class TestRunForm(forms.Form):

@@ -317,11 +317,15 @@ def usage_summary(
 # --- Run state and budgets (the dashboard and the run-state gauges) -------------------
 
 
-def run_window_stats(*, start: datetime, end: datetime) -> dict[str, Any]:
-    """Runs created in ``start <= t < end``: counts by status, the success rate among
-    finished runs, and p50/p95 of duration and of queue wait (created -> started), in
-    seconds. Two aggregate queries on the ``created_at`` index."""
+def run_window_stats(
+    *, start: datetime, end: datetime, agent: Agent | None = None
+) -> dict[str, Any]:
+    """Runs created in ``start <= t < end`` (of one agent, if given): counts by status, the
+    success rate among finished runs, and p50/p95 of duration and of queue wait (created ->
+    started), in seconds. Two aggregate queries on the ``created_at`` index."""
     runs = Run.objects.filter(created_at__gte=start, created_at__lt=end)
+    if agent is not None:
+        runs = runs.filter(agent=agent)
     counts = dict(runs.values_list("status").annotate(n=Count("id")).order_by())
     by_status = {s: counts.get(s, 0) for s in RUN_STATUSES}
     finished = sum(by_status[s] for s in TERMINAL)
