@@ -274,6 +274,8 @@ WEBHOOK_RETRY_SCHEDULE_S = env.list(
 )
 WEBHOOK_SECRET_OVERLAP_HOURS = env.float("WEBHOOK_SECRET_OVERLAP_HOURS", default=24.0)
 WEBHOOK_DISPATCH_INTERVAL_S = env.float("WEBHOOK_DISPATCH_INTERVAL_S", default=5.0)
+# Sender threads per process (a slow receiver holds one for up to WEBHOOK_TIMEOUT_S).
+WEBHOOK_SENDERS = env.int("WEBHOOK_SENDERS", default=4)
 CELERY_BEAT_SCHEDULE["dispatch-due-webhooks"] = {
     "task": "webhooks.dispatch_due",
     "schedule": WEBHOOK_DISPATCH_INTERVAL_S,

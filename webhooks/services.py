@@ -14,6 +14,7 @@ import random
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import httpx
 import structlog
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -535,28 +536,57 @@ def _record(
 # --- Dispatch ---------------------------------------------------------------------------
 
 
+_senders: ThreadPoolExecutor | None = None
+_senders_lock = threading.Lock()
+# Set in a Celery worker process (webhooks.apps): a run's terminal commit happens there,
+# and its deliveries are sent from there at once, not queued behind the runs.
+in_worker = False
+
+
+def _sender_pool() -> ThreadPoolExecutor:
+    global _senders
+    with _senders_lock:
+        if _senders is None:
+            _senders = ThreadPoolExecutor(
+                max_workers=settings.WEBHOOK_SENDERS, thread_name_prefix="webhook-sender"
+            )
+        return _senders
+
+
+def _attempt_in_thread(delivery_id: uuid.UUID) -> None:
+    try:
+        delivery_attempt(delivery_id=delivery_id)
+    except Exception:
+        log.exception("webhook_attempt_crashed", delivery=str(delivery_id))
+    finally:
+        close_old_connections()  # this thread's connection goes back; the pool thread stays
+
+
+def _send_locally(delivery_ids: Sequence[uuid.UUID]) -> None:
+    pool = _sender_pool()
+    for pk in delivery_ids:
+        pool.submit(_attempt_in_thread, pk)
+
+
 def dispatch(delivery_ids: Sequence[uuid.UUID], *, delay_s: float = 0.0) -> None:
-    """Ring the doorbell for these deliveries: a Celery task each in the distributed
-    mode, a thread in the embedded one. Losing the doorbell loses nothing (see
+    """Ring the doorbell for these deliveries. In a Celery worker and in the embedded
+    server they are sent from a small pool of sender threads of this process (at once,
+    and a slow receiver holds one sender, never a run); a web process of the distributed
+    mode hands them to Celery. Losing the doorbell loses nothing (see
     ``deliveries_dispatch_due``)."""
     if not delivery_ids:
         return
-    if settings.RUN_EXECUTOR == "celery":
+    ids = list(delivery_ids)
+    if settings.RUN_EXECUTOR == "celery" and not in_worker:
         from webhooks.tasks import deliver_webhook_task
 
-        for pk in delivery_ids:
+        for pk in ids:
             deliver_webhook_task.apply_async((str(pk),), countdown=delay_s or None)
         return
-    ids = list(delivery_ids)
-
-    def attempt_all() -> None:
-        for pk in ids:
-            try:
-                delivery_attempt(delivery_id=pk)
-            except Exception:
-                log.exception("webhook_attempt_crashed", delivery=str(pk))
-
-    timer = threading.Timer(delay_s, attempt_all)
+    if delay_s <= 0:
+        _send_locally(ids)
+        return
+    timer = threading.Timer(delay_s, _send_locally, args=(ids,))
     timer.daemon = True
     timer.start()
 
