@@ -13,3 +13,49 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
         return {"type": "http", "scheme": "bearer", "description": "An API token (sy_...)."}
+
+
+RUN_STREAM_PATH = "/api/v1/runs/{run_id}/stream/"
+
+
+def add_run_stream(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """POSTPROCESSING_HOOK: the SSE stream is a plain async Django view (no thread per
+    client), which drf-spectacular does not see; describe it by hand."""
+    result.setdefault("paths", {})[RUN_STREAM_PATH] = {
+        "get": {
+            "operationId": "runs_stream",
+            "summary": "Stream a run's events (Server-Sent Events)",
+            "description": (
+                "The run's events as `text/event-stream`: `id:` is the seq, `event:` the "
+                "type, `data:` the envelope (docs/streaming.md). Resumes after "
+                "`Last-Event-ID` or `?after=`; 204 when a finished run has nothing left."
+            ),
+            "tags": ["runs"],
+            "parameters": [
+                {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                {
+                    "name": "after",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 0},
+                    "description": "Send events with seq > after.",
+                },
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string"},
+                    "description": "What EventSource sends on reconnect; wins over after.",
+                },
+            ],
+            "security": [{"bearerAuth": []}, {"cookieAuth": []}],
+            "responses": {
+                "200": {
+                    "description": "The event stream.",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                "204": {"description": "The run finished and every event was sent."},
+            },
+        }
+    }
+    return result

@@ -21,6 +21,7 @@ from agents.lifecycle import is_terminal
 from agents.selectors import run_for_user
 from agents.streaming import Frame, RunStream, TooSlow, last_event
 from agents.transport import WriteBuffer, write_buffer_of
+from core.errors import json_error
 from monitoring import metrics
 
 log = structlog.get_logger(__name__)
@@ -35,7 +36,7 @@ def keepalive_interval_s() -> float:
 
 
 def _error(status: int, code: str, message: str) -> JsonResponse:
-    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+    return json_error(code, message, status)
 
 
 def parse_resume_point(request: HttpRequest) -> int | None:

@@ -335,6 +335,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
+        "agents.schema.add_run_stream",
         "core.openapi.add_common_errors",
     ],
 }
