@@ -491,6 +491,18 @@ def thread_create(*, agent: Agent, owner: AbstractBaseUser, title: str = "") -> 
     return Thread.objects.create(agent=agent, owner=owner, title=title)
 
 
+def _attempt_output_from(run_id: uuid.UUID) -> int | None:
+    """The first seq of the lost attempt's output (after its ``run.started``): clients drop
+    events from there up to ``run.retrying``, so text is never shown twice."""
+    started = (
+        RunEvent.objects.filter(run_id=run_id, type="run.started")
+        .order_by("-seq")
+        .values_list("seq", flat=True)
+        .first()
+    )
+    return None if started is None else started + 1
+
+
 def runs_reap(
     *, stale_after_s: float | None = None, max_attempts: int | None = None
 ) -> dict[str, int]:
@@ -510,7 +522,7 @@ def runs_reap(
         if attempt < max_attempts and run_transition(
             run_id=run_id,
             to=RunStatus.QUEUED,
-            event_data={"attempt": attempt + 1},
+            event_data={"attempt": attempt + 1, "discard_from_seq": _attempt_output_from(run_id)},
             dispatched_at=None,  # owed again; the dispatcher retries if this hand-over fails
         ):
             transaction.on_commit(lambda r=run_id: run_hand_over(run_id=r))

@@ -96,8 +96,17 @@ class StreamCursor:
             page = await self.replay()
             if page:
                 yield page
+            elif not self.replayed:
+                await self._finish_if_already_over()
             if len(page) < REPLAY_PAGE:
                 return
+
+    async def _finish_if_already_over(self) -> None:
+        """A reader resuming at or after the terminal event has nothing left to wait for:
+        it is finished now (the WebSocket closes with 1000), not after pings forever."""
+        last = await sync_to_async(last_event)(self.run_id)
+        if last is not None and last[1] in TERMINAL_EVENTS and last[0] <= self.last_seq:
+            self.finished = True
 
     async def replay_all(self) -> list[Envelope]:
         out: list[Envelope] = []

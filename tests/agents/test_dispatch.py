@@ -115,3 +115,27 @@ def test_a_requeued_run_is_owed_again_when_its_hand_over_fails(
     broker.up = True
     assert runs_dispatch(older_than_s=0) == 1
     assert [str(r) for r in broker.taken] == [run_id, run_id]
+
+
+def test_run_retrying_says_from_which_seq_to_drop_the_lost_attempts_output(
+    alice_api: APIClient, demo_agent: Any, broker: Broker
+) -> None:
+    # given a run whose first attempt started at seq 2 and streamed two deltas
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agents.models import RunEvent
+
+    run_id = alice_api.post(RUNS, {"input": "x"}, format="json").json()["id"]
+    now = timezone.now()
+    for seq, kind in ((2, "run.started"), (3, "message.delta"), (4, "message.delta")):
+        RunEvent.objects.create(run_id=run_id, seq=seq, type=kind, data={}, created_at=now)
+    stale = now - timedelta(minutes=5)
+    Run.objects.filter(pk=run_id).update(status="running", attempt=1, heartbeat_at=stale)
+    # when the reaper finds its worker lost
+    runs_reap()
+    # then run.retrying names the next attempt and the first seq to discard
+    retrying = RunEvent.objects.get(run_id=run_id, type="run.retrying")
+    assert retrying.seq == 5
+    assert retrying.data == {"attempt": 2, "discard_from_seq": 3}

@@ -187,6 +187,21 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.1) -> Any:
     raise AssertionError("condition not met in time")
 
 
+def assert_discarding_gives_the_message_once(events: list[dict[str, Any]]) -> None:
+    """docs/streaming.md: drop discard_from_seq <= seq < run.retrying's seq; then the
+    deltas concatenate exactly to message.completed."""
+    kept: list[dict[str, Any]] = []
+    for event in events:
+        if event["type"] == "run.retrying":
+            start = event["data"]["discard_from_seq"]
+            assert event["data"]["attempt"] >= 2 and isinstance(start, int)
+            kept = [e for e in kept if e["seq"] < start]
+        kept.append(event)
+    text = "".join(e["data"]["delta"] for e in kept if e["type"] == "message.delta")
+    completed = [e["data"]["content"] for e in kept if e["type"] == "message.completed"]
+    assert completed and text == completed[-1]
+
+
 def assert_gap_free(events: list[dict[str, Any]]) -> None:
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
 
@@ -214,6 +229,8 @@ def test_a_run_survives_its_worker_being_killed_mid_stream(
     if run["status"] == "succeeded":
         assert any(e["type"] == "run.retrying" for e in events)
         assert run["attempt"] == 2
+        # and a client applying run.retrying's discard_from_seq sees the text exactly once
+        assert_discarding_gives_the_message_once(events)
         # usage is that of the attempt that finished, not both attempts added up
         assert run["usage"]["requests"] == 1
     else:

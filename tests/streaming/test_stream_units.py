@@ -196,3 +196,30 @@ def test_the_admin_timeline_joins_deltas_into_message_text() -> None:
     assert [i["kind"] for i in items] == ["run", "message", "tool", "message"]
     assert items[1]["text"] == "Hello" and items[3]["text"] == "still going"
     assert '"calculator"' in items[2]["data"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("after", [3, 7])
+async def test_a_websocket_resumed_at_or_after_the_terminal_event_closes_at_once_with_1000(
+    demo_agent: Any, alice: Any, after: int
+) -> None:
+    from channels.testing import WebsocketCommunicator
+
+    from agents.consumers import RunStreamConsumer
+
+    # given a finished run whose terminal event is seq 3
+    run = await sync_to_async(make_run)(
+        demo_agent, alice, [("run.queued", {}), ("run.started", {}), ("run.succeeded", {})]
+    )
+    # when its owner resumes after the terminal event (or beyond it)
+    app = RunStreamConsumer.as_asgi()
+    ws = WebsocketCommunicator(app, f"/ws/runs/{run.id}/?after={after}")
+    ws.scope["user"] = alice
+    ws.scope["url_route"] = {"kwargs": {"run_id": str(run.id)}}
+    ws.scope["query_string"] = f"after={after}".encode()
+    connected, _ = await ws.connect()
+    assert connected
+    # then the server closes normally right away, sending nothing (no pings)
+    message = await ws.receive_output(timeout=3)
+    assert message == {"type": "websocket.close", "code": 1000}
+    await ws.wait()

@@ -75,6 +75,14 @@
       body.textContent = JSON.stringify(data);
       div.appendChild(body);
     }
+    if (event.type === "run.retrying" && event.data && event.data.discard_from_seq) {
+      // The earlier attempt's partial output will be produced again: strike it through
+      // (docs/streaming.md), so the page never shows the text twice as if it were new.
+      for (const old of timeline.querySelectorAll(".tl-item")) {
+        const seq = Number(old.dataset.seq);
+        if (seq >= event.data.discard_from_seq && seq < event.seq) old.classList.add("tl-discarded");
+      }
+    }
     if (event.type.startsWith("run.")) setState(event.type.slice(4));
     if (event.type.startsWith("run.") || event.type === "usage" || event.type === "tool.result") refresh();
   }
