@@ -25,6 +25,14 @@ class EndpointForm(forms.ModelForm):
         model = WebhookEndpoint
         fields = ["owner", "url", "description", "events", "agent", "is_active"]
 
+    def clean_url(self) -> str:
+        # The service's own check (http(s) only, no credentials, no private literal), so
+        # the form says what the API says instead of failing on save.
+        try:
+            return services.endpoint_url_check(self.cleaned_data["url"])
+        except ApplicationError as exc:
+            raise forms.ValidationError(exc.message) from None
+
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(ModelAdmin):
@@ -68,9 +76,9 @@ class WebhookEndpointAdmin(ModelAdmin):
                 agent=data.get("agent"),
                 description=data.get("description", ""),
             )
-        except ApplicationError as exc:
+        except ApplicationError as exc:  # a race with the form's checks: say so, keep nothing
             self.message_user(request, exc.message, messages.ERROR)
-            raise
+            return
         obj.pk = endpoint.pk
         # Shown this once, as the API does; the vault keeps only its ciphertext.
         self.message_user(

@@ -62,7 +62,8 @@ DOORBELL_MAX_DELAY_S = 60.0
 # --- Endpoints --------------------------------------------------------------------------
 
 
-def _validate_url(url: str) -> str:
+def endpoint_url_check(url: str) -> str:
+    """The URL, stripped, if webhooks may be sent to it; else an ``invalid_url`` error."""
     if not isinstance(url, str) or not url.strip():
         raise ApplicationError("invalid_url", "url is required.", details={"field": "url"})
     url = url.strip()
@@ -114,7 +115,7 @@ def endpoint_create(
 ) -> tuple[WebhookEndpoint, str]:
     """Create an endpoint and its signing secret (in the vault). Returns the endpoint and
     the secret, which is shown this once."""
-    url = _validate_url(url)
+    url = endpoint_url_check(url)
     events = _validate_events(events)
     secret = new_secret()
     endpoint_id = uuid.uuid4()
@@ -143,7 +144,7 @@ def endpoint_update(*, endpoint: WebhookEndpoint, **changes: Any) -> WebhookEndp
     """Change url, events, agent, description or is_active; re-enabling clears the reason
     it was disabled and its failure count."""
     if "url" in changes:
-        endpoint.url = _validate_url(changes.pop("url"))
+        endpoint.url = endpoint_url_check(changes.pop("url"))
     if "events" in changes:
         endpoint.events = _validate_events(changes.pop("events"))
     if "agent" in changes:
