@@ -22,7 +22,8 @@ class Detector:
     """A compiled pattern with its streaming metadata.
 
     ``prefix`` is an RE2 regex ``(?:P)\\z`` for the pattern's prefix language (see
-    ``regex_tools``); ``lookbehind``/``lookahead`` bound the context (in normalised chars)
+    ``regex_tools``), or None when any text within ``max_width`` of the end may still
+    match; ``lookbehind``/``lookahead`` bound the context (in normalised chars)
     that the pattern and validator read outside a match.
     """
 

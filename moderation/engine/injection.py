@@ -51,7 +51,7 @@ import re2
 from .detectors import Detector, python_detector
 from .normalize import normalise
 from .phrases import LANGUAGES, Phrase, compiled
-from .regex_tools import compile_re2, re2_options
+from .regex_tools import re2_options
 
 LAYERS = ("phrases", "views", "structure")
 # Strong markers name the subject; weak ones are generic question or analysis words that
@@ -184,16 +184,30 @@ class PhraseSet:
             union.search(_WARM_TEXT)  # build the DFA states ordinary text needs, now
 
     def _next(self, k: int, union: Any, text: str, pos: int) -> Any:
+        """Leftmost match of union ``k`` at or after ``pos``.
+
+        pyre2 re-encodes the whole text on every ``search`` call, so a chain of searches
+        over a long text would be quadratic. One ``finditer`` per union and text encodes
+        it once; it is advanced as the chain moves on, and only a position inside an
+        already-returned match (rare: overlapping matches of two languages, or a match
+        rejected at a word boundary) falls back to a fresh ``finditer`` from there.
+        """
         cache = getattr(self._local, "cache", None)
         if cache is None or cache[0] is not text:
             cache = (text, {})
             self._local.cache = cache
-        hit = cache[1].get(k)
-        if hit is not None and hit[0] <= pos and (hit[1] is None or hit[1].start() >= pos):
-            return hit[1]
-        m = union.search(text, pos)
-        cache[1][k] = (pos, m)
-        return m
+        entry = cache[1].get(k)
+        if entry is not None and pos >= entry[2]:
+            it, cur, _frm = entry
+            while cur is not None and cur.end() <= pos and cur.start() < pos:
+                cur = next(it, None)
+            if cur is None or cur.start() >= pos:
+                cache[1][k] = (it, cur, pos)
+                return cur
+        it = union.finditer(text, pos)
+        cur = next(it, None)
+        cache[1][k] = (it, cur, pos)
+        return cur
 
     def _confirmed(self, text: str, m: Any, guards: dict[int, str]) -> bool:
         start = m.start()
@@ -286,14 +300,14 @@ def _union_detector(
         return None
 
     # The exact prefix language of 240 phrases takes a minute to compile in RE2; "the last
-    # max_width characters" is a superset, which is all streaming needs (see scanner).
-    # A flag rule holds nothing back anyway; a block rule holds back max_width chars.
+    # max_width characters" is a superset, which is all streaming needs (prefix=None, see
+    # scanner). A flag rule holds nothing back anyway; a block rule holds max_width chars.
     return Detector(
         kind=kind,
         view=view,
         search=pset.search,
         finditer=pset.finditer,
-        prefix=compile_re2(f"(?s:.{{0,{pset.max_width}}})\\z"),
+        prefix=None,
         max_width=pset.max_width,
         lookbehind=CONTEXT_CHARS + 2,
         validate=validate,

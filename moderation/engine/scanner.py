@@ -20,8 +20,8 @@ early are provably the ones a whole-text scan makes. The argument:
    merging are then computed from final data only.
 4. Text is released up to ``p``: no undecided finding of a text-altering rule (redact,
    block, allow) can start before ``p``, no pending one starts before it, and ``p`` is not
-   inside a redaction. Flag-only rules never hold text back; their findings simply
-   become final a little later.
+   inside a redaction. Flag-only rules never hold text back; their detectors run in
+   batches of ``LAZY_CHARS`` and their findings simply become final a little later.
 """
 
 from __future__ import annotations
@@ -37,6 +37,11 @@ from .types import Finding, RuleSpec
 
 INF = float("inf")
 ALTERING = frozenset({"redact", "block", "allow"})
+# While streaming, detectors of flag-only rules run once this many new (normalised)
+# characters have arrived, not on every chunk: no released text waits for them, and a
+# detector chain decides the same matches whenever it runs (point 2 below), so their
+# findings are unchanged, only up to this many characters later (all by ``finish``).
+LAZY_CHARS = 1024
 
 
 @dataclass
@@ -169,7 +174,14 @@ class Session:
         views = {"cased": cased, "folded": folded}
         f_alter, f_all = INF, INF
         for i, (rule, det) in enumerate(self.dets):
-            frontier = self._run(i, rule, det, views[det.view], avail)
+            view = views[det.view]
+            if not rule.altering and not self.finished:
+                local_q = self.q[i] - self.nbase[det.view]
+                if len(view.text) - local_q < LAZY_CHARS:
+                    # Flag-only: nothing waits for it, so run it in batches (see below).
+                    f_all = min(f_all, self.base + view.orig_start(local_q))
+                    continue
+            frontier = self._run(i, rule, det, view, avail)
             f_all = min(f_all, frontier)
             if rule.altering:
                 f_alter = min(f_alter, frontier)
@@ -194,7 +206,11 @@ class Session:
                 self._accept(rule, det, view, m)
             self.q[i] = self.nbase[det.view] + n
             return avail
-        undecided = det.prefix.search(text, q).start()
+        if det.prefix is None:
+            # No prefix language: anything in the last max_width chars may still match.
+            undecided = max(q, n - det.max_width)
+        else:
+            undecided = det.prefix.search(text, q).start()
         pos = q
         while True:
             m = det.search(text, pos)
