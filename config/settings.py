@@ -151,6 +151,12 @@ else:
         "timeout": env.int("DATABASE_POOL_TIMEOUT_S", default=10),
     }
 
+# django-prometheus' wrappers of the same backends count every query and its latency per
+# alias (django_db_execute_total, django_db_query_duration_seconds, docs/monitoring.md).
+DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
+    "django.db.backends.", "django_prometheus.db.backends.", 1
+)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, channel layer, Celery ------------------------------------------------------

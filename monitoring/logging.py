@@ -34,7 +34,12 @@ def configure_logging(*, level: str = "INFO", fmt: str = "console") -> None:
             )
         ]
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        # Plain tracebacks: with rich installed structlog would render them with rich,
+        # frame locals included (secrets again), and slowly (a DEBUG run of the suite
+        # spent minutes formatting the template engine's debug tracebacks).
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
         exc = []
     logging.config.dictConfig(
         {

@@ -77,7 +77,7 @@ def test_the_embedded_defaults_use_sqlite_and_the_in_process_executor(tmp_path: 
     )
     out = manage({}, "shell", "-v0", "-c", code, tmp=tmp_path).stdout.split()
     assert out == [
-        "django.db.backends.sqlite3",
+        "django_prometheus.db.backends.sqlite3",
         "inprocess",
         "channels.layers.InMemoryChannelLayer",
     ]

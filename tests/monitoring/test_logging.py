@@ -88,3 +88,17 @@ def test_a_task_carries_the_request_id_and_its_parent_task_but_not_the_run() -> 
         "parent_task_id": "t-1",
         "started_by_run_id": "r-1",
     }
+
+
+def test_console_tracebacks_never_include_local_variables_either() -> None:
+    configure_logging(level="INFO", fmt="console")
+    stream = io.StringIO()
+    logging.getLogger().handlers[0].setStream(stream)  # type: ignore[attr-defined]
+    api_key = "sk-canary-console-local-5678"  # noqa: F841 - what must not leak
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        structlog.get_logger("test").exception("it_failed")
+    text = stream.getvalue()
+    assert "Traceback (most recent call last)" in text and "RuntimeError: boom" in text
+    assert "sk-canary-console-local-5678" not in text

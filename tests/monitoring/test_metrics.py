@@ -61,3 +61,21 @@ def test_metrics_are_served_in_the_prometheus_format(db: None) -> None:
         "django_http_requests_total_by_method",
     ):
         assert name in body
+
+
+def test_every_query_counts_with_its_latency_per_database_alias(db: None) -> None:
+    from django.contrib.auth import get_user_model
+
+    # Given the counters for the default alias before
+    labels = {"alias": "default", "vendor": "postgresql"}
+    executed = sample("django_db_execute_total", **labels)
+    timed = sample("django_db_query_duration_seconds_count", **labels)
+    # When three queries run
+    for _ in range(3):
+        list(get_user_model().objects.all()[:1])
+    # Then each is counted and timed, and /metrics serves both per alias
+    assert sample("django_db_execute_total", **labels) - executed == 3
+    assert sample("django_db_query_duration_seconds_count", **labels) - timed == 3
+    body = Client().get("/metrics").content.decode()
+    assert 'django_db_execute_total{alias="default",vendor="postgresql"}' in body
+    assert 'django_db_query_duration_seconds_bucket{alias="default"' in body
