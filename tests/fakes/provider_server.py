@@ -831,3 +831,47 @@ def _models_payload(request: _Request) -> dict[str, Any]:
         }
     model = {"id": "gpt-fake", "object": "model", "created": 0, "owned_by": "fake-provider"}
     return {"object": "list", "data": [model]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the fake provider from a shell, to reproduce a provider's behaviour against a
+    real stack (docs/debugging.md): ``python -m tests.fakes.provider_server --port 8765
+    --kind status --status 429 --times 3`` answers the next three requests with 429, then
+    the default text."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--kind", choices=sorted(_KINDS), default="text")
+    parser.add_argument("--status", type=int, default=200, help="with --kind status")
+    parser.add_argument("--retry-after", type=float, default=None, help="seconds, with 429")
+    parser.add_argument("--text", default=DEFAULT_TEXT)
+    parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds per chunk")
+    parser.add_argument("--after-chunks", type=int, default=2, help="stall/drop/malformed")
+    parser.add_argument("--times", type=int, default=1, help="how many requests get it")
+    args = parser.parse_args(argv)
+    scenario = Scenario(
+        kind=args.kind,
+        text=args.text,
+        status=args.status,
+        retry_after=args.retry_after,
+        chunk_delay_s=args.chunk_delay,
+        stall_after_chunks=args.after_chunks if args.kind == "stall" else 0,
+        drop_after_chunks=args.after_chunks if args.kind == "drop" else 0,
+        malformed_after_chunks=args.after_chunks if args.kind == "malformed" else 1,
+        endpoint=None if args.kind == "text" else "chat",
+    )
+    server = FakeProviderServer(args.host, args.port)
+    server.script(*[scenario] * args.times)
+    server.start()
+    print(f"fake provider on {server.base_url}: {args.times} x {args.kind}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
