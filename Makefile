@@ -9,9 +9,9 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/switchyard
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: help setup run worker beat migrate seed test test-fast bench lint fmt shell clean
+.PHONY: help setup run dev worker beat migrate seed test test-fast check bench lint fmt shell logs clean
 
-help:
+help: ## This list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
 $(PY):
@@ -36,6 +36,15 @@ run: setup ## Serve on http://127.0.0.1:8000 (embedded defaults; Celery too when
 	@$(PY) manage.py seed_demo
 	@bash scripts/run.sh $(HOST) $(PORT)
 
+dev: setup ## daphne with autoreload on :8000; with REDIS_URL also a worker that restarts on change
+	@$(PY) manage.py migrate --noinput -v0
+	@$(PY) manage.py seed_demo
+	@if [ -n "$${REDIS_URL:-}" ]; then \
+	  trap 'kill 0' INT TERM EXIT; \
+	  $(PY) manage.py devworker & \
+	  $(PY) manage.py runserver $(HOST):$(PORT); \
+	else $(PY) manage.py runserver $(HOST):$(PORT); fi
+
 worker: setup ## Start a Celery worker (needs REDIS_URL)
 	$(PY) -m celery -A config worker -l info --pool threads --concurrency 8
 
@@ -50,6 +59,10 @@ test-fast: setup ## The suite without end-to-end process tests
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 	  $(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
+check: lint ## Lint, types and the fast tests (what to run before a commit)
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+	  $(PY) -m pytest -m "not e2e" -x -q $(PYTEST_ARGS)
+
 bench: setup ## Benchmarks in tests/perf (prints tables, writes var/bench/*.json)
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 	  $(PY) tests/perf/run_all.py
@@ -61,6 +74,9 @@ lint: setup ## Ruff lint and format check
 fmt: setup ## Ruff format and autofix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+logs: ## Follow the systemd units' JSON logs; RUN=<run id> or REQ=<request id> keeps one trail
+	journalctl -f -o cat -u 'switchyard-*' | grep --line-buffered -F -- "$${RUN:-$${REQ:-}}"
 
 shell: setup ## Django shell
 	$(PY) manage.py shell
