@@ -18,7 +18,7 @@ from tests.e2e.conftest import ROOT, base_env
 pytestmark = pytest.mark.e2e
 
 
-def wait_for(log: Path, text: str, count: int, timeout: float = 90) -> str:
+def wait_for(log: Path, text: str, count: int, timeout: float = 180) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         output = log.read_text(errors="replace")
