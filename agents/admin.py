@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 from unfold.admin import ModelAdmin
 from unfold.decorators import action
@@ -125,8 +126,76 @@ class ModelCallAdmin(ModelAdmin):
         return run_id_cell(call.run_id)
 
 
+# pydantic-ai's common model settings, shown as fields; anything else stays in the JSON.
+MODEL_SETTING_NAMES = ("temperature", "max_tokens", "top_p", "seed")
+
+
+def _tool_choices() -> list[tuple[str, str]]:
+    from agents.tools import all_tools
+
+    return [
+        (
+            name,
+            format_html(
+                "<strong>{}</strong> <span class='sy-muted'>{}</span>", name, spec.description
+            ),
+        )
+        for name, spec in sorted(all_tools().items())
+    ]
+
+
+class AgentForm(forms.ModelForm):
+    """Tools as a checklist from the registry, the known model settings as fields; the raw
+    JSON of the model settings stays available as the advanced field."""
+
+    tools = forms.MultipleChoiceField(
+        choices=_tool_choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple(attrs={"class": "sy-checklist"}),
+        help_text="The tools the agent may call (docs/tools.md).",
+    )
+
+    temperature = forms.FloatField(
+        required=False, min_value=0, max_value=2, help_text="0 is the most deterministic."
+    )
+    max_tokens = forms.IntegerField(
+        required=False, min_value=1, help_text="The most tokens the model may write per request."
+    )
+    top_p = forms.FloatField(required=False, min_value=0, max_value=1)
+    seed = forms.IntegerField(required=False, help_text="Where the provider supports it.")
+
+    class Meta:
+        model = Agent
+        fields = ["tools", "model_settings"]
+        labels = {"model_settings": "Model settings (advanced, JSON)"}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        current = self.instance.model_settings
+        for name in MODEL_SETTING_NAMES:
+            if isinstance(current, dict) and name in self.fields:
+                self.fields[name].initial = current.get(name)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        settings_json = data.get("model_settings")
+        if isinstance(settings_json, dict):
+            merged = dict(settings_json)
+            for name in MODEL_SETTING_NAMES:
+                # A field the form shows wins over the JSON; cleared, it removes the key.
+                if name in self.changed_data or name not in merged:
+                    value = data.get(name)
+                    if value is None:
+                        merged.pop(name, None)
+                    else:
+                        merged[name] = value
+            data["model_settings"] = merged
+        return data
+
+
 @admin.register(Agent)
 class AgentAdmin(ModelAdmin):
+    form = AgentForm
     list_display = ["slug", "name", "provider", "model_name", "is_active", "version"]
     list_filter = ["is_active", "provider"]
     search_fields = ["slug", "name"]
@@ -141,10 +210,14 @@ class AgentAdmin(ModelAdmin):
                     "model_name",
                     "instructions",
                     "tools",
-                    "tool_config",
-                    "model_settings",
+                    ("temperature", "max_tokens"),
+                    ("top_p", "seed"),
                 ]
             },
+        ),
+        (
+            "Advanced (JSON)",
+            {"classes": ["collapse"], "fields": ["tool_config", "model_settings"]},
         ),
         ("Guardrails", {"fields": ["moderation_policy"]}),
         (

@@ -79,3 +79,40 @@ def test_restoring_needs_the_change_permission(demo_agent: Agent, make_user: Any
     number = demo_agent.versions.first().number
     response = client.post(f"/admin/agents/agent/{demo_agent.pk}/versions/{number}/restore/")
     assert response.status_code == 403
+
+
+def test_tools_are_a_checklist_and_model_settings_have_fields(
+    bob_browser: Client, demo_agent: Agent
+) -> None:
+    # Given the agent form
+    url = f"/admin/agents/agent/{demo_agent.pk}/change/"
+    body = bob_browser.get(url).content.decode()
+    # Then every registry tool is a checkbox with its description
+    from agents.tools import all_tools
+
+    for name, spec in all_tools().items():
+        assert f'value="{name}"' in body and spec.description[:30] in body
+    assert 'name="temperature"' in body and "Model settings (advanced, JSON)" in body
+    # When the operator ticks the calculator and sets a temperature
+    data = {
+        "slug": demo_agent.slug,
+        "name": demo_agent.name,
+        "provider": demo_agent.provider_id,
+        "model_name": demo_agent.model_name,
+        "tools": ["calculator"],
+        "temperature": "0.3",
+        "max_tokens": "",
+        "tool_config": "{}",
+        "model_settings": '{"presence_penalty": 0.1}',
+        "max_requests": 20,
+        "max_tool_calls": 20,
+        "timeout_s": 300,
+        "is_active": "on",
+        "_save": "Save",
+    }
+    response = bob_browser.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    # Then the tools and the merged settings are stored
+    demo_agent.refresh_from_db()
+    assert demo_agent.tools == ["calculator"]
+    assert demo_agent.model_settings == {"presence_penalty": 0.1, "temperature": 0.3}

@@ -20,7 +20,7 @@ def change_data(agent: Any, **overrides: Any) -> dict[str, Any]:
         "provider": agent.provider_id,
         "model_name": agent.model_name,
         "instructions": agent.instructions,
-        "tools": '["calculator", "current_time"]',
+        "tools": ["calculator", "current_time"],  # the checklist's boxes
         "tool_config": "{}",
         "model_settings": "{}",
         "moderation_policy": "",
