@@ -67,9 +67,10 @@ bench: setup ## Benchmarks in tests/perf (prints tables, writes var/bench/*.json
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 	  $(PY) tests/perf/run_all.py
 
-lint: setup ## Ruff lint and format check
+lint: setup ## Ruff lint and format check, mypy (config in pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	env -u DATABASE_URL -u REDIS_URL $(VENV)/bin/mypy
 
 fmt: setup ## Ruff format and autofix
 	$(VENV)/bin/ruff format .

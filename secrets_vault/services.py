@@ -269,7 +269,7 @@ def secret_update(
             locked.description = description
             fields.append("description")
         if rotation_interval_days is not ...:
-            locked.rotation_interval_days = rotation_interval_days  # type: ignore[assignment]
+            locked.rotation_interval_days = rotation_interval_days
             fields.append("rotation_interval_days")
         if show_hint is not None:
             locked.show_hint = show_hint
