@@ -63,7 +63,9 @@ def _event(frame: Frame) -> bytes:
 
 async def run_stream(request: HttpRequest, run_id: str) -> HttpResponse:
     if request.method != "GET":
-        return _error(405, "method_not_allowed", "Use GET.")
+        response = _error(405, "method_not_allowed", "Use GET.")
+        response["Allow"] = "GET"
+        return response
     user = await _authenticate(request)
     if not user.is_authenticated:
         return _error(401, "not_authenticated", "Send a bearer token or a session cookie.")

@@ -87,3 +87,11 @@ def test_the_api_docs_load_their_assets_from_our_static_files(path: str) -> None
     html = Client().get(path).content.decode()
     assert "drf_spectacular_sidecar" in html
     assert "cdn.jsdelivr" not in html and "unpkg.com" not in html
+
+
+def test_the_run_stream_answers_other_methods_with_405_and_allow(alice_api: APIClient) -> None:
+    response = alice_api.generic(
+        "TRACE", "/api/v1/runs/00000000-0000-0000-0000-000000000000/stream/"
+    )
+    assert_error_shape(response, 405, "method_not_allowed")
+    assert response["Allow"] == "GET"
