@@ -46,7 +46,7 @@ dev: setup ## daphne with autoreload on :8000; with REDIS_URL also a worker that
 	else $(PY) manage.py runserver $(HOST):$(PORT); fi
 
 worker: setup ## Start a Celery worker (needs REDIS_URL)
-	$(PY) -m celery -A config worker -l info --pool threads --concurrency 8
+	$(PY) -m celery -A config worker -l info --pool threads --concurrency 4
 
 beat: setup ## Start Celery beat (periodic tasks, needs REDIS_URL)
 	$(PY) -m celery -A config beat -l info

@@ -510,8 +510,9 @@ def runs_reap(
 
     A running run with a stale heartbeat is re-queued (``run.retrying``) while attempts
     remain, else failed with ``worker_lost``; a stale ``cancelling`` run is cancelled;
-    a queued run nobody picked up for a while is handed to the executor again (starting
-    it is idempotent, so a duplicate delivery does nothing).
+    a queued run whose message is lost (handed over more than ``RUN_RESEND_AFTER_S``
+    ago) is handed to the executor again (starting it is idempotent, so a duplicate
+    delivery does nothing).
     """
     stale_after_s = stale_after_s or settings.RUN_STALE_AFTER_S
     max_attempts = max_attempts or settings.RUN_MAX_ATTEMPTS
@@ -543,9 +544,16 @@ def runs_reap(
     for run_id in stale.filter(status=RunStatus.CANCELLING).values_list("pk", flat=True):
         if run_transition(run_id=run_id, to=RunStatus.CANCELLED, error_code="cancelled"):
             counts["cancelled"] += 1
-    forgotten = Run.objects.filter(status=RunStatus.QUEUED, created_at__lt=cutoff)
-    for run_id in forgotten.values_list("pk", flat=True)[:100]:
+    # A handed-over message is acknowledged only once its run is claimed, and the broker
+    # gives back what a dead worker held after BROKER_VISIBILITY_TIMEOUT_S; a queued run
+    # handed over longer ago than that has really lost its message (a flushed or
+    # restarted Redis). Younger ones are still in the queue or held: sending them again
+    # only fills the broker with duplicates.
+    resend_before = timezone.now() - timedelta(seconds=settings.RUN_RESEND_AFTER_S)
+    forgotten = Run.objects.filter(status=RunStatus.QUEUED, dispatched_at__lt=resend_before)
+    for run_id in forgotten.order_by("dispatched_at").values_list("pk", flat=True)[:100]:
         if not run_hand_over(run_id=run_id):
             break
+        Run.objects.filter(pk=run_id).update(dispatched_at=timezone.now())
         counts["kicked"] += 1
     return counts

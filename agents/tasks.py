@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from agents.runtime import execute_run
-from agents.runtime.executors import run_in_worker_loop
+from agents.runtime.executors import admit_run
 
 
 @shared_task(name="agents.execute_run", acks_late=True, reject_on_worker_lost=True)
-def execute_run_task(run_id: str) -> str | None:
-    return run_in_worker_loop(execute_run(run_id))
+def execute_run_task(run_id: str) -> bool:
+    """Admit the run (acknowledged once it is claimed; see executors.admit_run)."""
+    return admit_run(run_id)
 
 
 @shared_task(name="agents.purge_expired_tokens", ignore_result=True)

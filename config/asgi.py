@@ -12,6 +12,7 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup(set_prefix=False)  # what get_asgi_application() does, with our handler:
 
+from config.admission import AdmissionLimit  # noqa: E402
 from config.handlers import SyncChainASGIHandler  # noqa: E402
 
 django_asgi_app = SyncChainASGIHandler()
@@ -30,7 +31,7 @@ from agents.transport import StreamTransportMiddleware  # noqa: E402
 router = StreamTransportMiddleware(
     ProtocolTypeRouter(
         {
-            "http": django_asgi_app,
+            "http": AdmissionLimit(django_asgi_app),
             "websocket": SessionMiddlewareStack(
                 WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))
             ),

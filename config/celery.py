@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_shutting_down
 from django_structlog.celery.signals import modify_context_before_task_publish
 from django_structlog.celery.steps import DjangoStructLogInitStep
 
@@ -40,3 +40,14 @@ def _carry_log_context(context: dict[str, Any], **kwargs: object) -> None:
 
 
 modify_context_before_task_publish.connect(_carry_log_context, weak=False)
+
+
+@worker_shutting_down.connect
+def _drain_runs(**kwargs: object) -> None:
+    """A warm shutdown lets the runs in flight finish (they are not Celery tasks any
+    more once admitted); what is left after the grace period the reaper recovers."""
+    from django.conf import settings
+
+    from agents.runtime.executors import drain
+
+    drain(settings.WORKER_SHUTDOWN_GRACE_S)

@@ -150,6 +150,14 @@ else:
         "max_size": env.int("DATABASE_POOL_MAX", default=20),
         "timeout": env.int("DATABASE_POOL_TIMEOUT_S", default=10),
     }
+_pool_max = DATABASES["default"].get("OPTIONS", {}).get("pool", {}).get("max_size", 20)
+# Requests inside Django at once; the rest wait up to HTTP_QUEUE_TIMEOUT_S, then get a 503
+# with Retry-After (config/admission.py). Below the pool's size (streams and WebSocket
+# consumers need connections too), so that no request waits for one long enough to fail.
+HTTP_MAX_CONCURRENT_REQUESTS = env.int(
+    "HTTP_MAX_CONCURRENT_REQUESTS", default=max(1, _pool_max - 4)
+)
+HTTP_QUEUE_TIMEOUT_S = env.float("HTTP_QUEUE_TIMEOUT_S", default=20.0)
 
 # django-prometheus' wrappers of the same backends count every query and its latency per
 # alias (django_db_execute_total, django_db_query_duration_seconds, docs/monitoring.md).
@@ -216,9 +224,23 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# The visibility timeout must exceed the hard time limit, or Redis redelivers a run that
-# is still executing to a second worker.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": RUN_TIMEOUT_S + 300}
+# Runs a worker process holds at once (asyncio tasks on its runtime loop); its pool
+# threads only admit runs. docs/runtime.md says how to size it.
+WORKER_MAX_RUNS = env.int("WORKER_MAX_RUNS", default=1000)
+# How long a warm shutdown waits for the runs in flight before leaving them to the reaper.
+WORKER_SHUTDOWN_GRACE_S = env.int("WORKER_SHUTDOWN_GRACE_S", default=30)
+# A message is acknowledged once its run is claimed, so it is unacknowledged only while a
+# worker waits for a free slot. Redis hands a message a dead worker held back to the
+# queue this long after delivery (a live worker's redelivered duplicate does nothing).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("BROKER_VISIBILITY_TIMEOUT_S", default=300),
+    "unacked_restore_throttle": 1,  # sweep every 10 s, not every 100 s
+}
+# The reaper sends a queued run again only after its message could have come back.
+RUN_RESEND_AFTER_S = env.int(
+    "RUN_RESEND_AFTER_S",
+    default=CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] + 60,
+)
 CELERY_TASK_SOFT_TIME_LIMIT = RUN_TIMEOUT_S + 30
 CELERY_TASK_TIME_LIMIT = RUN_TIMEOUT_S + 60
 CELERY_TASK_SERIALIZER = "json"

@@ -34,6 +34,10 @@ model_calls = Counter(
 )
 tool_calls = Counter("switchyard_tool_calls_total", "Tool calls", ["tool", "outcome"])
 events_emitted = Counter("switchyard_run_events_total", "Run events stored")
+http_requests_shed = Counter(
+    "switchyard_http_requests_shed_total",
+    "HTTP requests answered 503 + Retry-After because the server was full (admission)",
+)
 runs_claim_lost = Counter(
     "switchyard_runs_claim_lost_total",
     "Attempts that stopped because another attempt owned their run (fencing)",

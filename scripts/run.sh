@@ -25,7 +25,7 @@ supervise() {
 
 if [ -n "${REDIS_URL:-}" ]; then
   WORKER_METRICS_PORT=${WORKER_METRICS_PORT:-9808} \
-    supervise "$PY" -m celery -A config worker -l info --pool threads --concurrency 8 &
+    supervise "$PY" -m celery -A config worker -l info --pool threads --concurrency 4 &
   pids+=($!)
   "$PY" -m celery -A config beat -l info -s "${VAR_DIR:-var}/celerybeat-schedule" &
   pids+=($!)

@@ -43,6 +43,7 @@ from monitoring import metrics
 log = structlog.get_logger(__name__)
 
 Outcome = tuple[str, dict[str, Any], dict[str, Any]]
+Claimed = tuple[Run, Any]  # the run and its stored run.started event
 
 # pydantic-ai names its usage limits; ours are named after the Agent fields.
 _LIMIT_NAMES = {
@@ -292,9 +293,19 @@ async def execute_run(run_id: uuid.UUID | str) -> str | None:
     limit is reached the run stays queued and starts when a slot frees up.
     Returns the final status, or None when this call did nothing.
     """
-    claimed = await in_db_thread(claims.claim)(uuid.UUID(str(run_id)))
+    claimed = await claim_run(run_id)
     if claimed is None:
         return None
+    return await run_claimed(claimed)
+
+
+async def claim_run(run_id: uuid.UUID | str) -> Claimed | None:
+    """Move the run ``queued -> running`` (see claims.claim); None when nothing started."""
+    return await in_db_thread(claims.claim)(uuid.UUID(str(run_id)))
+
+
+async def run_claimed(claimed: Claimed) -> str | None:
+    """Execute a run this process has just claimed, to its terminal state."""
     run, started_event = claimed
     structlog.contextvars.bind_contextvars(run_id=str(run.id), agent=run.agent.slug)
     watch = run_watch()

@@ -175,3 +175,75 @@ def _worker_event_loop() -> asyncio.AbstractEventLoop:
 def run_in_worker_loop(coro: Coroutine[Any, Any, Any]) -> Any:
     """Run a coroutine on this process's runtime loop and wait for its result."""
     return asyncio.run_coroutine_threadsafe(coro, _worker_event_loop()).result()
+
+
+# --- Admission: runs in flight bounded by WORKER_MAX_RUNS, not by threads ---------------
+# A Celery task only admits a run: it waits for a free slot, claims the run (queued ->
+# running, committed) and starts its execution as a task on the runtime loop, then
+# returns, so the message is acknowledged once the database says the run is running.
+# From then on the heartbeat and the reaper recover it if this process dies. A pool
+# thread blocked on a full process holds one message it has not started; the worker
+# therefore takes from the broker only while it has room (docs/runtime.md).
+
+_slots: threading.BoundedSemaphore | None = None
+_running: set[asyncio.Task[Any]] = set()
+_drained = threading.Condition()
+
+
+def _worker_slots() -> threading.BoundedSemaphore:
+    global _slots
+    with _worker_lock:
+        if _slots is None:
+            _slots = threading.BoundedSemaphore(settings.WORKER_MAX_RUNS)
+        return _slots
+
+
+def runs_in_flight() -> int:
+    return len(_running)
+
+
+def admit_run(run_id: str) -> bool:
+    """Claim a queued run and start it on this process's runtime loop once a slot is
+    free; True if it started (False: someone else has it, or it is not queued)."""
+    from agents.runtime.engine import claim_run
+
+    slots = _worker_slots()
+    slots.acquire()
+    try:
+        claimed = run_in_worker_loop(claim_run(run_id))
+    except BaseException:
+        slots.release()
+        raise
+    if claimed is None:
+        slots.release()
+        return False
+    loop = _worker_event_loop()
+    loop.call_soon_threadsafe(_start_claimed, claimed, slots, context=contextvars.Context())
+    return True
+
+
+def _start_claimed(claimed: Any, slots: threading.BoundedSemaphore) -> None:
+    from agents.runtime.engine import run_claimed
+
+    task = asyncio.get_running_loop().create_task(run_claimed(claimed))
+    _running.add(task)
+
+    def done(task: asyncio.Task[Any]) -> None:
+        _running.discard(task)
+        slots.release()
+        with _drained:
+            _drained.notify_all()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("worker_run_crashed", error=repr(task.exception()))
+
+    task.add_done_callback(done)
+
+
+def drain(timeout_s: float) -> int:
+    """Wait (at a worker's warm shutdown) until this process's runs have finished, at
+    most ``timeout_s``; returns how many are still in flight (the reaper recovers them)."""
+    deadline = time.monotonic() + timeout_s
+    with _drained:
+        while _running and (left := deadline - time.monotonic()) > 0:
+            _drained.wait(min(left, 1.0))
+    return len(_running)

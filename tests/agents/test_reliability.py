@@ -178,3 +178,26 @@ def test_threads_are_created_and_used_over_the_api(
     )
     assert too_high.status_code == 400
     assert too_high.json()["error"]["code"] == "invalid_limits"
+
+
+def test_the_reaper_resends_a_queued_run_only_once_its_message_can_be_lost(
+    alice: Any, demo_agent: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given two queued runs handed over to the broker: one just now (its message is in
+    # the queue, or held by a worker waiting for room), one long before the broker would
+    # have given a dead worker's message back
+    settings.RUN_RESEND_AFTER_S = 60
+    sent: list[Any] = []
+    monkeypatch.setattr("agents.runtime.executors.enqueue_run", sent.append)
+    waiting, _ = run_create(agent=demo_agent, owner=alice, input="x")
+    lost, _ = run_create(agent=demo_agent, owner=alice, input="y")
+    old = timezone.now() - timedelta(minutes=5)
+    Run.objects.filter(pk__in=[waiting.id, lost.id]).update(created_at=old)
+    Run.objects.filter(pk=lost.id).update(dispatched_at=old)
+    sent.clear()
+    # When the reaper passes twice
+    first = runs_reap(stale_after_s=15)
+    second = runs_reap(stale_after_s=15)
+    # Then only the lost one was sent again, and only once
+    assert sent == [lost.id]
+    assert (first["kicked"], second["kicked"]) == (1, 0)

@@ -88,7 +88,9 @@ def test_redis_switches_to_celery_and_channels_redis(tmp_path: Path) -> None:
         "from django.conf import settings as s;"
         "print(s.RUN_EXECUTOR, s.CHANNEL_LAYERS['default']['BACKEND'],"
         " s.CELERY_TASK_ACKS_LATE, s.CELERY_WORKER_PREFETCH_MULTIPLIER,"
-        " s.CELERY_TASK_TIME_LIMIT < s.CELERY_BROKER_TRANSPORT_OPTIONS['visibility_timeout'])"
+        # a message is acknowledged at the claim; the reaper re-sends only after the
+        # broker would have given an unacknowledged one back
+        " s.RUN_RESEND_AFTER_S > s.CELERY_BROKER_TRANSPORT_OPTIONS['visibility_timeout'])"
     )
     out = manage(
         {"REDIS_URL": "redis://127.0.0.1:6379/0"}, "shell", "-v0", "-c", code, tmp=tmp_path
