@@ -177,7 +177,7 @@ class AgentForm(forms.ModelForm):
                 self.fields[name].initial = current.get(name)
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data: dict[str, Any] = super().clean() or self.cleaned_data
         settings_json = data.get("model_settings")
         if isinstance(settings_json, dict):
             merged = dict(settings_json)
