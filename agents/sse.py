@@ -15,6 +15,7 @@ import structlog
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 
 from agents.auth import user_for_token
 from agents.lifecycle import is_terminal
@@ -61,11 +62,11 @@ def _event(frame: Frame) -> bytes:
     return f"id: {frame.seq}\nevent: {frame.envelope['type']}\ndata: {frame.text}\n\n".encode()
 
 
-async def run_stream(request: HttpRequest, run_id: str) -> HttpResponse:
+async def run_stream(request: HttpRequest, run_id: str) -> HttpResponseBase:
     if request.method != "GET":
-        response = _error(405, "method_not_allowed", "Use GET.")
-        response["Allow"] = "GET"
-        return response
+        refused = _error(405, "method_not_allowed", "Use GET.")
+        refused["Allow"] = "GET"
+        return refused
     user = await _authenticate(request)
     if not user.is_authenticated:
         return _error(401, "not_authenticated", "Send a bearer token or a session cookie.")
