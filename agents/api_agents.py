@@ -45,6 +45,9 @@ def _agent_data(request: Request, agent: Agent) -> dict[str, Any]:
 
 
 class AgentListView(APIView):
+    # Read by the schema: these pages are documented as limit/offset pages.
+    pagination_class = BoundedLimitOffsetPagination
+
     permission_classes = [ModelPermission]
     required_perms = {"POST": ["agents.add_agent"]}
 
@@ -118,6 +121,9 @@ class AgentDetailView(APIView):
 
 
 class AgentVersionListView(APIView):
+    # Read by the schema: these pages are documented as limit/offset pages.
+    pagination_class = BoundedLimitOffsetPagination
+
     permission_classes = [ModelPermission]
     required_perms = {"GET": VERSION_READ_PERMS}
 

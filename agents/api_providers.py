@@ -29,6 +29,9 @@ def _provider(name: str) -> Provider:
 
 
 class ProviderListView(APIView):
+    # Read by the schema: these pages are documented as limit/offset pages.
+    pagination_class = BoundedLimitOffsetPagination
+
     permission_classes = [ModelPermission]
     required_perms = {"GET": ["agents.view_provider"], "POST": ["agents.add_provider"]}
 

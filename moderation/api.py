@@ -119,6 +119,9 @@ def _save(policy: Policy, body: PolicySerializer) -> Policy:
 
 
 class PolicyListView(APIView):
+    # Read by the schema: these pages are documented as limit/offset pages.
+    pagination_class = BoundedLimitOffsetPagination
+
     permission_classes = [ModelPermission]
     required_perms = {"GET": ["moderation.view_policy"], "POST": ["moderation.add_policy"]}
 

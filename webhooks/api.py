@@ -63,6 +63,9 @@ class EndpointView(APIView):
 
 
 class EndpointListView(EndpointView):
+    # Read by the schema: these pages are documented as limit/offset pages.
+    pagination_class = BoundedLimitOffsetPagination
+
     @extend_schema(summary="List webhook endpoints", responses={200: EndpointSerializer(many=True)})
     def get(self, request: Request) -> Response:
         paginator = BoundedLimitOffsetPagination()
@@ -150,6 +153,9 @@ class EndpointTestView(EndpointView):
 
 
 class EndpointDeliveriesView(EndpointView):
+    # Read by the schema: these pages are documented as limit/offset pages.
+    pagination_class = BoundedLimitOffsetPagination
+
     @extend_schema(
         summary="List an endpoint's deliveries", responses={200: DeliverySerializer(many=True)}
     )
