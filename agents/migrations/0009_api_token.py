@@ -18,7 +18,9 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('agents', '0008_run_dispatched_at'),
-        migrations.swappable_dependency(settings.KNOX_TOKEN_MODEL),
+        # knox's last migration, not its first: knox rebuilt its table (digest as the
+        # primary key) after 0001, and SQLite checks a foreign key against the table as is.
+        ("knox", "0009_extend_authtoken_field"),
     ]
 
     operations = [
