@@ -184,13 +184,16 @@ async def test_the_request_id_middleware_runs_async_without_a_thread() -> None:
 
 
 def test_the_admin_timeline_joins_deltas_into_message_text() -> None:
+    at = timezone.now()  # stored events always have a time, which the timeline shows
     events = [
-        RunEvent(seq=1, type="run.started", data={}),
-        RunEvent(seq=2, type="message.delta", data={"delta": "Hel"}),
-        RunEvent(seq=3, type="message.delta", data={"delta": "lo"}),
-        RunEvent(seq=4, type="message.completed", data={"content": "Hello"}),
-        RunEvent(seq=5, type="tool.call", data={"name": "calculator", "args": {"x": 1}}),
-        RunEvent(seq=6, type="message.delta", data={"delta": "still going"}),
+        RunEvent(created_at=at, seq=1, type="run.started", data={}),
+        RunEvent(created_at=at, seq=2, type="message.delta", data={"delta": "Hel"}),
+        RunEvent(created_at=at, seq=3, type="message.delta", data={"delta": "lo"}),
+        RunEvent(created_at=at, seq=4, type="message.completed", data={"content": "Hello"}),
+        RunEvent(
+            created_at=at, seq=5, type="tool.call", data={"name": "calculator", "args": {"x": 1}}
+        ),
+        RunEvent(created_at=at, seq=6, type="message.delta", data={"delta": "still going"}),
     ]
     items = timeline(events)
     assert [i["kind"] for i in items] == ["run", "message", "tool", "message"]
