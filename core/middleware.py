@@ -7,6 +7,7 @@ from collections.abc import Callable
 import structlog
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
+from django.utils.log import log_response
 
 from core.errors import json_error
 
@@ -36,5 +37,14 @@ class ApiErrorMiddleware:
             return json_error("not_found", "No such resource.", 404)
         if isinstance(exception, PermissionDenied):
             return json_error("permission_denied", "You may not do this.", 403)
-        log.exception("api_unhandled_exception", path=request.path)
-        return json_error("internal_error", "Something went wrong on our side.", 500)
+        response = json_error("internal_error", "Something went wrong on our side.", 500)
+        # As Django's own handler logs it: to django.request with the exception, so the
+        # error e-mail and the log keep the traceback (filtered of sensitive variables).
+        log_response(
+            "Internal Server Error: %s",
+            request.path,
+            response=response,
+            request=request,
+            exception=exception,
+        )
+        return response
