@@ -212,7 +212,7 @@ def test_a_run_survives_its_worker_being_killed_mid_stream(
     stack, _ = fault_stack
     run_id = create_run(stack, LONG_INPUT)
     # Given the run is streaming on worker1
-    wait_until(lambda: any(e["type"] == "message.delta" for e in all_events(stack, run_id)), 15)
+    wait_until(lambda: any(e["type"] == "message.delta" for e in all_events(stack, run_id)), 45)
     worker = next(
         p for p, log in zip(stack.procs, stack.logs, strict=True) if log.name == "worker1.log"
     )
@@ -243,7 +243,7 @@ def test_a_run_survives_redis_going_away_for_a_few_seconds(
 ) -> None:
     stack, redis = fault_stack
     run_id = create_run(stack, LONG_INPUT)
-    wait_until(lambda: any(e["type"] == "message.delta" for e in all_events(stack, run_id)), 15)
+    wait_until(lambda: any(e["type"] == "message.delta" for e in all_events(stack, run_id)), 45)
     redis.stop()
     time.sleep(3)
     redis.start()  # same port, empty: whatever was queued in Redis is gone
@@ -263,7 +263,7 @@ def test_cancel_over_rest_stops_a_streaming_run_promptly(
 ) -> None:
     stack, _ = fault_stack
     run_id = create_run(stack, LONG_INPUT)
-    wait_until(lambda: any(e["type"] == "message.delta" for e in all_events(stack, run_id)), 15)
+    wait_until(lambda: any(e["type"] == "message.delta" for e in all_events(stack, run_id)), 45)
     with stack.client() as client:
         requested = time.monotonic()
         first = client.post(f"/api/v1/runs/{run_id}/cancel/")
