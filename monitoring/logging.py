@@ -72,11 +72,12 @@ def configure_logging(*, level: str = "INFO", fmt: str = "console") -> None:
             },
         }
     )
+    # Loggers cached on first use hold the processor list itself, so a second call (a test,
+    # a reload) refills that list instead of handing structlog a new one they never see.
+    processors = structlog.get_config()["processors"]
+    processors[:] = [*_SHARED_PROCESSORS, structlog.stdlib.ProcessorFormatter.wrap_for_formatter]
     structlog.configure(
-        processors=[
-            *_SHARED_PROCESSORS,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
+        processors=processors,
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
