@@ -217,15 +217,23 @@ def admit_run(run_id: str) -> bool:
     if claimed is None:
         slots.release()
         return False
+    # The run's lines keep the task's log context (its task id, the request id that
+    # published it), as they did when the run executed inside the task itself.
+    context = contextvars.Context()
+    context.run(structlog.contextvars.bind_contextvars, **structlog.contextvars.get_contextvars())
     loop = _worker_event_loop()
-    loop.call_soon_threadsafe(_start_claimed, claimed, slots, context=contextvars.Context())
+    loop.call_soon_threadsafe(
+        _start_claimed, claimed, slots, context, context=contextvars.Context()
+    )
     return True
 
 
-def _start_claimed(claimed: Any, slots: threading.BoundedSemaphore) -> None:
+def _start_claimed(
+    claimed: Any, slots: threading.BoundedSemaphore, context: contextvars.Context
+) -> None:
     from agents.runtime.engine import run_claimed
 
-    task = asyncio.get_running_loop().create_task(run_claimed(claimed))
+    task = asyncio.get_running_loop().create_task(run_claimed(claimed), context=context)
     _running.add(task)
 
     def done(task: asyncio.Task[Any]) -> None:
