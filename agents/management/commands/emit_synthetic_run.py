@@ -57,6 +57,9 @@ def _create_run(agent_slug: str, username: str, events: int) -> uuid.UUID:
             owner=owner,
             input=f"synthetic stream of {events} deltas",
             config=agent_config_snapshot(agent),
+            # This process plays the worker: marked as handed over, so the dispatcher does
+            # not give the run to a real worker while it waits for "go".
+            dispatched_at=timezone.now(),
         )
         RunEvent.objects.create(
             run=run, seq=1, type="run.queued", data={}, created_at=run.created_at
