@@ -13,6 +13,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup(set_prefix=False)  # what get_asgi_application() does, with our handler:
 
 from config.admission import AdmissionLimit  # noqa: E402
+from config.warmup import warm_process  # noqa: E402
 from config.handlers import SyncChainASGIHandler  # noqa: E402
 
 django_asgi_app = SyncChainASGIHandler()
@@ -26,6 +27,9 @@ from agents.routing import websocket_urlpatterns  # noqa: E402
 from agents.runtime.executors import remember_server_loop  # noqa: E402
 from agents.shutdown import install as install_shutdown  # noqa: E402
 from agents.transport import StreamTransportMiddleware  # noqa: E402
+
+# Before daphne listens: the first run must not import the runtime on the event loop.
+warm_process()
 
 # Outermost, so it still sees daphne's own ``send`` (see agents/transport.py).
 router = StreamTransportMiddleware(

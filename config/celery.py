@@ -24,6 +24,13 @@ def _serve_metrics(**kwargs: object) -> None:
     serve_worker_metrics(**kwargs)
 
 
+@worker_init.connect
+def _warm(**kwargs: object) -> None:
+    from config.warmup import warm_process
+
+    warm_process()
+
+
 # django-structlog: the publisher's request id travels in the task's headers, and the
 # worker binds it with the task id before the task runs (DESIGN section 10). The worker
 # step connects the worker-side receivers; DJANGO_STRUCTLOG_CELERY_ENABLED the

@@ -8,12 +8,14 @@ from typing import Any
 import pytest
 
 from core.errors import ApplicationError
+from moderation import services as moderation_services
 from moderation.models import Flag, Policy, Rule
 from moderation.services import (
     flag_record,
     flag_resolve,
     flags_record,
     flags_resolve,
+    policies_warm,
     policy_compile,
 )
 
@@ -28,6 +30,27 @@ def test_a_compiled_policy_is_reused_until_a_rule_changes(policy: Policy) -> Non
     # when a rule changes, then a fresh policy object is compiled
     Rule.objects.filter(policy=policy, name="Competitors").first().save()  # type: ignore[union-attr]
     assert policy_compile(Policy.objects.get(pk=policy.pk)) is not first
+
+
+def test_warming_compiles_the_policies_of_active_agents_only(
+    policy: Policy, demo_agent: Any
+) -> None:
+    # given one active agent on the policy and an inactive one on another policy
+    idle = Policy.objects.create(name="idle")
+    Rule.objects.create(policy=idle, order=1, name="PII", kind="pii", action="redact")
+    demo_agent.moderation_policy = policy
+    demo_agent.save()
+    type(demo_agent).objects.create(
+        slug="idle-agent",
+        name="Idle",
+        provider=demo_agent.provider,
+        model_name=demo_agent.model_name,
+        moderation_policy=idle,
+        is_active=False,
+    )
+    # when a process warms up, then only the active agent's policy is compiled (and cached)
+    assert policies_warm() == 1
+    assert {key[0] for key in moderation_services._cache} == {policy.pk}
 
 
 def test_known_secrets_are_part_of_the_cache_key(policy: Policy) -> None:
