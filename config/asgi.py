@@ -13,8 +13,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup(set_prefix=False)  # what get_asgi_application() does, with our handler:
 
 from config.admission import AdmissionLimit  # noqa: E402
-from config.warmup import warm_process  # noqa: E402
 from config.handlers import SyncChainASGIHandler  # noqa: E402
+from config.warmup import warm_process  # noqa: E402
 
 django_asgi_app = SyncChainASGIHandler()
 

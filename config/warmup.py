@@ -19,7 +19,6 @@ log = structlog.get_logger(__name__)
 def warm_process() -> None:
     started = time.perf_counter()
     import agents.runtime.engine  # noqa: F401  (the import is the point)
-
     from moderation.services import policies_warm
 
     try:
