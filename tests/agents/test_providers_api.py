@@ -9,7 +9,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests.agents.test_api import assert_error
-from tests.fakes.provider_server import FakeProviderServer
+from tests.fakes.provider_server import FakeProviderServer, Scenario
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -114,6 +114,24 @@ def test_the_check_returns_the_providers_error(
     assert result["ok"] is False
     assert result["status"] == 404
     assert result["error"] == {"code": "provider_error", "message": "no route /nowhere/models"}
+
+
+def test_a_401_is_the_providers_message_with_the_key_redacted(
+    bob_api: APIClient, openai_key: Any, fake_provider: FakeProviderServer, loopback_allowed: None
+) -> None:
+    # given a provider that refuses the key and echoes it back, as OpenAI does
+    echo = {"error": {"message": f"Incorrect API key provided: {KEY_VALUE}.", "type": "x"}}
+    fake_provider.script(Scenario(kind="status", status=401, error_body=echo, endpoint="models"))
+    bob_api.post(PROVIDERS, local(fake_provider), format="json")
+    # when its connection is checked
+    response = bob_api.post(f"{PROVIDERS}local/check/")
+    # then the answer is the provider's error, without the key
+    assert response.status_code == 200
+    assert response.json()["error"] == {
+        "code": "authentication_failed",
+        "message": "Incorrect API key provided: [redacted].",
+    }
+    assert KEY_VALUE not in response.content.decode()
 
 
 def test_the_check_refuses_loopback_unless_allowed(

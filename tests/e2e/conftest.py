@@ -114,6 +114,8 @@ def base_env(tmp: Path) -> dict[str, str]:
         LOG_FORMAT="json",  # production's format, which tests/e2e/test_log_trail_e2e.py reads
         # The tests' webhook receivers listen on 127.0.0.1.
         WEBHOOK_ALLOW_PRIVATE_NETWORKS="127.0.0.0/8",
+        # ... and so does the fake provider that the connection check calls.
+        PROVIDER_CHECK_ALLOW_PRIVATE_NETWORKS="127.0.0.0/8",
     )
     return env
 

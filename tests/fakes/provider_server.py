@@ -7,7 +7,8 @@ Endpoints (all under ``/v1``):
 
 * ``POST /v1/chat/completions`` - OpenAI chat completions, streaming (SSE) and non-streaming.
 * ``POST /v1/moderations`` - OpenAI moderation.
-* ``GET /v1/models`` - OpenAI model list, or the Anthropic one when ``anthropic-version`` is sent.
+* ``GET /v1/models`` - OpenAI model list, or the Anthropic one when ``anthropic-version`` is sent;
+  a queued ``Scenario(kind="status", endpoint="models")`` answers it with that error instead.
 * ``POST /v1/messages`` - Anthropic messages, streaming (SSE) and non-streaming.
 
 Each POST takes the next queued :class:`Scenario` whose ``endpoint`` matches (``None`` matches
@@ -38,7 +39,7 @@ __all__ = ["DEFAULT_TEXT", "FakeProviderServer", "Scenario"]
 DEFAULT_TEXT = "Hello from the fake provider."
 
 ScenarioKind = Literal["text", "tool_call", "status", "stall", "malformed", "drop"]
-Endpoint = Literal["chat", "messages", "moderations"]
+Endpoint = Literal["chat", "messages", "moderations", "models"]
 _KINDS = frozenset({"text", "tool_call", "status", "stall", "malformed", "drop"})
 
 # Moderation categories as the real endpoint reports them, so clients see a complete object.
@@ -688,8 +689,7 @@ class FakeProviderServer:
         """Answer one request; return whether the connection may be reused."""
         self._record(request)
         if request.method == "GET" and request.path == "/v1/models":
-            await conn.send_json(200, _models_payload(request))
-            return True
+            return await self._answer_models(conn, request)
         protocol = _ROUTES.get(request.path)
         if protocol is None or request.method != "POST":
             await conn.send_json(404, {"error": {"message": f"no route {request.path}"}})
@@ -704,6 +704,18 @@ class FakeProviderServer:
         except _ClientGone:
             self._record_disconnect()
             return False
+
+    async def _answer_models(self, conn: _Connection, request: _Request) -> bool:
+        # Only a scenario queued for "models" applies: the others script model calls.
+        with self._state.lock:
+            queue = self._state.queue
+            index = next((i for i, s in enumerate(queue) if s.endpoint == "models"), None)
+            scenario = queue.pop(index) if index is not None else None
+        if scenario is None or scenario.kind != "status":
+            await conn.send_json(200, _models_payload(request))
+            return True
+        protocol = _ANTHROPIC if "anthropic-version" in request.headers else _OPENAI
+        return await self._answer_error(conn, protocol, scenario, {})
 
     async def _answer(
         self, conn: _Connection, protocol: _Protocol, scenario: Scenario, body: dict[str, Any]
