@@ -348,18 +348,18 @@ def agent_panel(request: HttpRequest, agent: Agent) -> dict[str, Any]:
     """The agent page's overview: recent runs, this month's spend against the budget, the
     error rate over 30 days and the version history with each version's diff."""
     from agents.agent_services import version_diff
-    from agents.selectors import agent_budget_use, agent_versions, run_window_stats
+    from agents.selectors import agent_budget_use_list, agent_version_list, run_stats
     from agents.services import agent_month_spend, month_start
 
     now = timezone.now()
     panel: dict[str, Any] = {"spent_usd": agent_month_spend(agent.pk), "budget": None}
-    budgets = [b for b in agent_budget_use(since=month_start()) if b["agent_id"] == agent.pk]
+    budgets = [b for b in agent_budget_use_list(since=month_start()) if b["agent_id"] == agent.pk]
     if budgets:
         from console.dashboard import budget_row
 
         panel["budget"] = budget_row(budgets[0])
     if request.user.has_perm("agents.view_run"):
-        stats = run_window_stats(start=now - timedelta(days=30), end=now, agent=agent)
+        stats = run_stats(start=now - timedelta(days=30), end=now, agent=agent)
         runs = stats["runs"]
         failed = runs["failed"] + runs["timed_out"] + runs["blocked"]
         finished = failed + runs["succeeded"]
@@ -369,7 +369,7 @@ def agent_panel(request: HttpRequest, agent: Agent) -> dict[str, Any]:
             {"id": run_id_cell(r.pk), "status": status_badge(r.status), "run": r}
             for r in agent.runs.order_by("-created_at")[:AGENT_PANEL_RUNS]
         ]
-    versions = list(agent_versions(agent)[: AGENT_PANEL_VERSIONS + 1])
+    versions = list(agent_version_list(agent)[: AGENT_PANEL_VERSIONS + 1])
     panel["versions"] = [
         {
             "version": v,

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from agents.filters import RunFilter
 from agents.models import Agent, Run, Thread
-from agents.selectors import agents_visible_to, events_after, run_for_user, runs_visible_to
+from agents.selectors import agent_list, run_event_list, run_get, run_list
 from agents.serializers import (
     CancelResultSerializer,
     EventsPageSerializer,
@@ -34,7 +34,7 @@ IDEMPOTENCY_KEY_MAX = 255
 class AgentRunCreateView(APIView):
     @extend_schema(request=RunCreateSerializer, responses={201: RunSerializer, 200: RunSerializer})
     def post(self, request: Request, slug: str) -> Response:
-        agent = agents_visible_to(request.user).filter(slug=slug).first()
+        agent = agent_list(request.user).filter(slug=slug).first()
         if agent is None:
             if Agent.objects.filter(slug=slug, is_active=False).exists():
                 raise ConflictError("agent_inactive", f"Agent '{slug}' is not active.")
@@ -77,7 +77,7 @@ class RunListView(ListAPIView):
     pagination_class = NewestFirstCursorPagination
 
     def get_queryset(self) -> Any:
-        return runs_visible_to(self.request.user).select_related("owner")
+        return run_list(self.request.user).select_related("owner")
 
 
 class RunDetailView(RetrieveAPIView):
@@ -85,7 +85,7 @@ class RunDetailView(RetrieveAPIView):
     lookup_url_kwarg = "run_id"
 
     def get_object(self) -> Any:
-        run = run_for_user(self.request.user, self.kwargs["run_id"])
+        run = run_get(self.request.user, self.kwargs["run_id"])
         if run is None:
             raise NotFoundError("not_found", "No such run.")
         return run
@@ -97,13 +97,13 @@ class RunEventsView(APIView):
         responses=EventsPageSerializer,
     )
     def get(self, request: Request, run_id: str) -> Response:
-        run = run_for_user(request.user, run_id)
+        run = run_get(request.user, run_id)
         if run is None:
             raise NotFoundError("not_found", "No such run.")
         query = EventsQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         after, limit = query.validated_data["after"], query.validated_data["limit"]
-        events = events_after(run.id, after=after, limit=limit)
+        events = run_event_list(run.id, after=after, limit=limit)
         next_after = events[-1]["seq"] if events else after
         return Response(
             {
@@ -122,7 +122,7 @@ class RunCancelView(APIView):
     )
     def post(self, request: Request, run_id: str) -> Response:
         # Cancelling someone else's run is a change to it, not a look at it.
-        run = run_for_user(request.user, run_id, perm="agents.change_run")
+        run = run_get(request.user, run_id, perm="agents.change_run")
         if run is None:
             raise NotFoundError("not_found", "No such run.")
         result = run_cancel(run_id=run.id, actor=request.user)
@@ -135,7 +135,7 @@ class ThreadCreateView(APIView):
     def post(self, request: Request) -> Response:
         body = ThreadCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        agent = agents_visible_to(request.user).filter(slug=body.validated_data["agent"]).first()
+        agent = agent_list(request.user).filter(slug=body.validated_data["agent"]).first()
         if agent is None:
             raise NotFoundError("agent_not_found", "No such agent.")
         thread = thread_create(

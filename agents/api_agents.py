@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from agents.agent_services import agent_create, agent_delete, agent_update, agent_version_restore
 from agents.models import Agent
-from agents.selectors import agent_versions, agents_visible_to, may_configure_agents
+from agents.selectors import agent_list, agent_may_configure, agent_version_list
 from agents.serializers import (
     AgentConfigSerializer,
     AgentDeletedSerializer,
@@ -32,14 +32,14 @@ VERSION_READ_PERMS = ["agents.view_agent"]
 
 
 def _agent(request: Request, slug: str) -> Agent:
-    agent = agents_visible_to(request.user).filter(slug=slug).first()
+    agent = agent_list(request.user).filter(slug=slug).first()
     if agent is None:
         raise NotFoundError("agent_not_found", f"No agent '{slug}'.")
     return agent
 
 
 def _agent_data(request: Request, agent: Agent) -> dict[str, Any]:
-    if may_configure_agents(request.user):
+    if agent_may_configure(request.user):
         return AgentConfigSerializer(agent).data
     return AgentSerializer(agent).data
 
@@ -59,10 +59,8 @@ class AgentListView(APIView):
     )
     def get(self, request: Request) -> Response:
         paginator = BoundedLimitOffsetPagination()
-        page = paginator.paginate_queryset(agents_visible_to(request.user), request, view=self)
-        serializer = (
-            AgentConfigSerializer if may_configure_agents(request.user) else AgentSerializer
-        )
+        page = paginator.paginate_queryset(agent_list(request.user), request, view=self)
+        serializer = AgentConfigSerializer if agent_may_configure(request.user) else AgentSerializer
         return paginator.get_paginated_response(serializer(page, many=True).data)
 
     @extend_schema(
@@ -135,7 +133,7 @@ class AgentVersionListView(APIView):
     def get(self, request: Request, slug: str) -> Response:
         paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(
-            agent_versions(_agent(request, slug)), request, view=self
+            agent_version_list(_agent(request, slug)), request, view=self
         )
         return paginator.get_paginated_response(AgentVersionSerializer(page, many=True).data)
 
@@ -146,7 +144,7 @@ class AgentVersionDetailView(APIView):
 
     @extend_schema(summary="Read one version of an agent", responses=AgentVersionSerializer)
     def get(self, request: Request, slug: str, number: int) -> Response:
-        version = agent_versions(_agent(request, slug)).filter(number=number).first()
+        version = agent_version_list(_agent(request, slug)).filter(number=number).first()
         if version is None:
             raise NotFoundError("version_not_found", f"Agent '{slug}' has no version {number}.")
         return Response(AgentVersionSerializer(version).data)

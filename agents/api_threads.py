@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from agents.api import ThreadCreateView
 from agents.filters import ThreadFilter
 from agents.models import Thread
-from agents.selectors import thread_for_user, thread_messages, threads_visible_to
+from agents.selectors import thread_get, thread_list, thread_message_list
 from agents.serializers import ThreadCreateSerializer
 from agents.services import thread_delete
 from core.errors import NotFoundError
@@ -79,7 +79,7 @@ class ThreadListCreateView(ThreadCreateView, ListAPIView):
     pagination_class = NewestFirstCursorPagination
 
     def get_queryset(self) -> Any:
-        return threads_visible_to(self.request.user)
+        return thread_list(self.request.user)
 
     @extend_schema(
         summary="List threads",
@@ -147,11 +147,11 @@ class ThreadMessagesView(APIView):
     )
     def get(self, request: Request, thread_id: str) -> Response:
         thread = _thread_or_404(request, thread_id, perm="agents.view_thread")
-        return Response({"thread": str(thread.pk), "messages": thread_messages(thread)})
+        return Response({"thread": str(thread.pk), "messages": thread_message_list(thread)})
 
 
 def _thread_or_404(request: Request, thread_id: str, *, perm: str) -> Thread:
-    thread = thread_for_user(request.user, thread_id, perm=perm)
+    thread = thread_get(request.user, thread_id, perm=perm)
     if thread is None:
         raise NotFoundError("not_found", "No such thread.")
     return thread

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from agents.lifecycle import RunStatus
 from agents.models import Agent
-from agents.selectors import USAGE_GROUPS, USAGE_MAX_WINDOW, usage_summary
+from agents.selectors import USAGE_GROUPS, USAGE_MAX_WINDOW, usage_summarize
 from core.openapi import error_responses
 from core.serializers import MoneyField, StrictSerializer
 
@@ -124,7 +124,7 @@ class UsageView(APIView):
         query = UsageQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         params = query.validated_data
-        results = usage_summary(
+        results = usage_summarize(
             user=request.user,
             group_by=params["group_by"],
             start=params["from"],

@@ -20,7 +20,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from agents import shutdown
-from agents.selectors import run_for_user
+from agents.selectors import run_get
 from agents.streaming import Frame, RunStream, TooSlow
 from agents.transport import WriteBuffer, write_buffer_of
 from core.errors import ApplicationError
@@ -99,7 +99,7 @@ class RunStreamConsumer(AsyncWebsocketConsumer):
         if after is None:
             return CLOSE_BAD_REQUEST
         run_id = self.scope["url_route"]["kwargs"]["run_id"]
-        run = await database_sync_to_async(run_for_user)(user, run_id)
+        run = await database_sync_to_async(run_get)(user, run_id)
         if run is None:
             return CLOSE_NOT_FOUND
         self.stream = RunStream(run.id, after, transport="websocket")

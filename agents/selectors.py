@@ -21,7 +21,7 @@ from agents.runtime.events import Envelope, envelope_of
 from core.permissions import has_perms
 
 
-def runs_visible_to(user: Any, *, perm: str = "agents.view_run") -> QuerySet[Run]:
+def run_list(user: Any, *, perm: str = "agents.view_run") -> QuerySet[Run]:
     """A user's own runs, and everyone's for holders of ``perm`` (superusers hold all).
 
     ``perm`` is what reaching another owner's run takes: viewing it by default, changing
@@ -31,41 +31,39 @@ def runs_visible_to(user: Any, *, perm: str = "agents.view_run") -> QuerySet[Run
     return qs if has_perms(user, perm) else qs.filter(owner=user)
 
 
-def run_for_user(
-    user: Any, run_id: uuid.UUID | str, *, perm: str = "agents.view_run"
-) -> Run | None:
+def run_get(user: Any, run_id: uuid.UUID | str, *, perm: str = "agents.view_run") -> Run | None:
     """The run if it exists and the user may see it; None otherwise (callers answer both
     cases alike, so an outsider cannot probe which run ids exist)."""
     try:
         run_uuid = uuid.UUID(str(run_id))
     except ValueError:
         return None
-    return runs_visible_to(user, perm=perm).filter(pk=run_uuid).first()
+    return run_list(user, perm=perm).filter(pk=run_uuid).first()
 
 
-def may_configure_agents(user: Any) -> bool:
+def agent_may_configure(user: Any) -> bool:
     """Who reads an agent's whole configuration (instructions, tool config, versions) and
     sees inactive agents: holders of ``agents.view_agent`` or ``agents.change_agent``."""
     return has_perms(user, "agents.view_agent") or has_perms(user, "agents.change_agent")
 
 
-def agents_visible_to(user: Any) -> QuerySet[Agent]:
+def agent_list(user: Any) -> QuerySet[Agent]:
     """Everyone who may run agents sees the active ones; operators see all."""
     qs = Agent.objects.select_related("provider", "moderation_policy")
-    return qs if may_configure_agents(user) else qs.filter(is_active=True)
+    return qs if agent_may_configure(user) else qs.filter(is_active=True)
 
 
-def agent_versions(agent: Agent) -> QuerySet[AgentVersion]:
+def agent_version_list(agent: Agent) -> QuerySet[AgentVersion]:
     return agent.versions.select_related("created_by").order_by("-number")
 
 
-def threads_visible_to(user: Any) -> QuerySet[Thread]:
+def thread_list(user: Any) -> QuerySet[Thread]:
     """A user's own threads, and everyone's for holders of ``agents.view_thread``."""
     qs = Thread.objects.select_related("agent", "owner")
     return qs if has_perms(user, "agents.view_thread") else qs.filter(owner=user)
 
 
-def thread_for_user(user: Any, thread_id: uuid.UUID | str, *, perm: str) -> Thread | None:
+def thread_get(user: Any, thread_id: uuid.UUID | str, *, perm: str) -> Thread | None:
     """The thread if the user owns it or holds ``perm``; None otherwise (also for ids that
     are not UUIDs), so an outsider cannot tell which threads exist."""
     try:
@@ -76,7 +74,7 @@ def thread_for_user(user: Any, thread_id: uuid.UUID | str, *, perm: str) -> Thre
     return qs.first() if has_perms(user, perm) else qs.filter(owner=user).first()
 
 
-def thread_history_runs(
+def thread_history_list(
     thread_id: uuid.UUID | str, *, before: datetime | None = None
 ) -> list[tuple[uuid.UUID, list[Any]]]:
     """``(run id, stored model messages)`` of the thread's succeeded runs that the next run
@@ -97,12 +95,12 @@ def thread_history_runs(
     return list(reversed(kept))
 
 
-def thread_messages(thread: Thread) -> list[dict[str, Any]]:
+def thread_message_list(thread: Thread) -> list[dict[str, Any]]:
     """The conversation as the thread's next run will load it, one entry per message part
     that carries content: ``{"role", "content", "run"}`` (roles: system, user, assistant,
     tool; a tool call is an assistant entry with ``tool_call``)."""
     entries: list[dict[str, Any]] = []
-    for run_id, messages in thread_history_runs(thread.pk):
+    for run_id, messages in thread_history_list(thread.pk):
         for message in messages:
             for part in message.get("parts", []):
                 entry = _message_entry(message.get("kind"), part)
@@ -140,7 +138,7 @@ def _message_entry(kind: str | None, part: dict[str, Any]) -> dict[str, Any] | N
     return None
 
 
-def events_after(
+def run_event_list(
     run_id: uuid.UUID | str, *, after: int, before: int | None = None, limit: int = 500
 ) -> list[Envelope]:
     """A page of a run's stored events with ``after < seq < before``, in order."""
@@ -210,7 +208,7 @@ def _percentile(values: list[float], fraction: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def usage_summary(
+def usage_summarize(
     *,
     user: Any,
     group_by: Sequence[str],
@@ -317,9 +315,7 @@ def usage_summary(
 # --- Run state and budgets (the dashboard and the run-state gauges) -------------------
 
 
-def run_window_stats(
-    *, start: datetime, end: datetime, agent: Agent | None = None
-) -> dict[str, Any]:
+def run_stats(*, start: datetime, end: datetime, agent: Agent | None = None) -> dict[str, Any]:
     """Runs created in ``start <= t < end`` (of one agent, if given): counts by status, the
     success rate among finished runs, and p50/p95 of duration and of queue wait (created ->
     started), in seconds. Two aggregate queries on the ``created_at`` index."""
@@ -356,7 +352,7 @@ def run_window_stats(
     return stats
 
 
-def runs_unfinished_state(*, now: datetime, stale_after_s: float) -> dict[str, Any]:
+def run_unfinished_stats(*, now: datetime, stale_after_s: float) -> dict[str, Any]:
     """Unfinished runs by status, how many active ones have a stale heartbeat, and the
     oldest queued run's creation time; one query on the partial index of unfinished runs."""
     cutoff = now - timedelta(seconds=stale_after_s)
@@ -378,7 +374,7 @@ def runs_unfinished_state(*, now: datetime, stale_after_s: float) -> dict[str, A
     }
 
 
-def runs_stuck_or_waiting(*, now: datetime, stale_after_s: float, limit: int = 10) -> list[Run]:
+def run_stuck_list(*, now: datetime, stale_after_s: float, limit: int = 10) -> list[Run]:
     """Active runs with a stale heartbeat, then the longest-waiting queued runs."""
     cutoff = now - timedelta(seconds=stale_after_s)
     unfinished = Run.objects.filter(status__in=UNFINISHED).select_related("agent")
@@ -387,7 +383,7 @@ def runs_stuck_or_waiting(*, now: datetime, stale_after_s: float, limit: int = 1
     return stuck + list(waiting[: max(limit - len(stuck), 0)])
 
 
-def agent_budget_use(*, since: datetime) -> list[dict[str, Any]]:
+def agent_budget_use_list(*, since: datetime) -> list[dict[str, Any]]:
     """Each agent with a monthly budget: what it spent since ``since`` (the month start)
     and the share of the budget that is, on the ledger's (agent, created_at) index."""
     budgets = list(

@@ -25,7 +25,7 @@ from agents.agent_services import agent_version_current
 from agents.lifecycle import EVENT_FOR_STATUS, TERMINAL, RunStatus, sources_of
 from agents.models import Agent, ApiToken, ModelCall, Run, RunEvent, Thread
 from agents.runtime.events import envelope_of, next_seq_sync, publish_sync
-from agents.selectors import thread_history_runs
+from agents.selectors import thread_history_list
 from core.errors import (
     ApplicationError,
     ConflictError,
@@ -153,7 +153,7 @@ def thread_history(run: Run) -> list[Any]:
         return []
     from pydantic_ai.messages import ModelMessagesTypeAdapter
 
-    kept = thread_history_runs(run.thread_id, before=run.created_at)
+    kept = thread_history_list(run.thread_id, before=run.created_at)
     flat = [m for _, messages in kept for m in messages]
     return list(ModelMessagesTypeAdapter.validate_python(flat))
 

@@ -19,7 +19,7 @@ from django.http.response import HttpResponseBase
 
 from agents.auth import user_for_token
 from agents.lifecycle import is_terminal
-from agents.selectors import run_for_user
+from agents.selectors import run_get
 from agents.streaming import Frame, RunStream, TooSlow, last_event
 from agents.transport import WriteBuffer, write_buffer_of
 from core.errors import json_error
@@ -70,7 +70,7 @@ async def run_stream(request: HttpRequest, run_id: str) -> HttpResponseBase:
     user = await _authenticate(request)
     if not user.is_authenticated:
         return _error(401, "not_authenticated", "Send a bearer token or a session cookie.")
-    run = await sync_to_async(run_for_user)(user, run_id)
+    run = await sync_to_async(run_get)(user, run_id)
     if run is None:
         return _error(404, "not_found", "No such run.")
     after = parse_resume_point(request)

@@ -35,7 +35,7 @@ from django.conf import settings
 from agents.lifecycle import TERMINAL_EVENTS
 from agents.models import run_group_name
 from agents.runtime.events import Envelope
-from agents.selectors import events_after
+from agents.selectors import run_event_list
 from monitoring import metrics
 
 log = structlog.get_logger(__name__)
@@ -52,7 +52,7 @@ IDLE_CHECK_MAX_S = 15.0
 async def fetch_events(
     run_id: uuid.UUID | str, *, after: int, before: int | None = None, limit: int = REPLAY_PAGE
 ) -> list[Envelope]:
-    return await sync_to_async(events_after)(run_id, after=after, before=before, limit=limit)
+    return await sync_to_async(run_event_list)(run_id, after=after, before=before, limit=limit)
 
 
 def last_event(run_id: uuid.UUID | str) -> tuple[int, str] | None:

@@ -1,6 +1,6 @@
 """The admin index as a dashboard: runs, latency, spend, budgets, flags, stuck runs, health.
 
-Every number comes from a selector (the usage API's ``usage_summary`` for spend and runs
+Every number comes from a selector (the usage API's ``usage_summarize`` for spend and runs
 per agent and model per day); each block shows only with the permission it needs.
 """
 
@@ -17,10 +17,10 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from agents.selectors import (
-    agent_budget_use,
-    run_window_stats,
-    runs_stuck_or_waiting,
-    usage_summary,
+    agent_budget_use_list,
+    run_stats,
+    run_stuck_list,
+    usage_summarize,
 )
 from agents.services import month_start
 from monitoring.health import readiness
@@ -57,12 +57,12 @@ def dashboard_context(request: HttpRequest) -> dict[str, Any]:
         "health": readiness()[1],
     }
     if user.has_perm("agents.view_run"):
-        context["stats"] = run_window_stats(start=start, end=end)
-        stuck = runs_stuck_or_waiting(now=end, stale_after_s=settings.RUN_STALE_AFTER_S)
+        context["stats"] = run_stats(start=start, end=end)
+        stuck = run_stuck_list(now=end, stale_after_s=settings.RUN_STALE_AFTER_S)
         context["stuck"] = [stuck_row(run, end) for run in stuck]
         context.update(spend_context(user, start, end))
     if user.has_perm("agents.view_agent"):
-        context["budgets"] = [budget_row(row) for row in agent_budget_use(since=month_start())]
+        context["budgets"] = [budget_row(row) for row in agent_budget_use_list(since=month_start())]
     return context
 
 
@@ -89,8 +89,8 @@ def _days(start: Any, end: Any) -> list[date]:
 
 def spend_context(user: Any, start: Any, end: Any) -> dict[str, Any]:
     """Per agent: runs, success rate, p50/p95 and spend; per day: spend by agent and by
-    model, as chart data. One ``usage_summary`` call grouped by agent, model and day."""
-    rows = usage_summary(user=user, group_by=["agent", "model", "day"], start=start, end=end)
+    model, as chart data. One ``usage_summarize`` call grouped by agent, model and day."""
+    rows = usage_summarize(user=user, group_by=["agent", "model", "day"], start=start, end=end)
     agents: dict[str, dict[str, Any]] = {}
     by_agent_day: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     by_model_day: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))

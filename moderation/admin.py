@@ -14,7 +14,7 @@ from unfold.admin import ModelAdmin, StackedInline
 from console.display import run_id_cell, severity_badge, when
 from core.errors import ApplicationError
 from moderation.models import Flag, Policy, Rule, Stage
-from moderation.selectors import AGES, age_filter, flags_queue
+from moderation.selectors import AGES, flag_age_filter, flag_queue
 from moderation.services import flag_resolve, flags_resolve
 
 
@@ -65,7 +65,7 @@ class AgeListFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[Flag]) -> QuerySet[Flag]:
         value = self.value()
         if value in AGES or value == "older":
-            return queryset.filter(age_filter(value))
+            return queryset.filter(flag_age_filter(value))
         return queryset
 
 
@@ -171,10 +171,10 @@ class FlagAdmin(ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Flag]:
         # Not super(): it orders by get_ordering() before "open_rank" exists.
-        return flags_queue(self.model._default_manager.get_queryset())
+        return flag_queue(self.model._default_manager.get_queryset())
 
     def get_ordering(self, request: HttpRequest) -> list[str]:
-        # Open flags first, then newest; "open_rank" is annotated by flags_queue.
+        # Open flags first, then newest; "open_rank" is annotated by flag_queue.
         return ["open_rank", "-created_at"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

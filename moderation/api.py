@@ -19,7 +19,7 @@ from core.errors import NotFoundError
 from core.pagination import BoundedLimitOffsetPagination
 from core.permissions import ModelPermission, has_perms
 from moderation.models import Flag, Policy
-from moderation.selectors import flags_filtered
+from moderation.selectors import flag_list
 from moderation.serializers import (
     CheckResultSerializer,
     CheckSerializer,
@@ -46,7 +46,7 @@ class FlagListView(ListAPIView):
         filters = dict(query.validated_data)
         filters.pop("limit", None)
         filters.pop("offset", None)
-        return flags_filtered(**filters)
+        return flag_list(**filters)
 
 
 class FlagResolveView(APIView):

@@ -14,7 +14,7 @@ AGES = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(
 AGE_CHOICES = (*AGES, "older")
 
 
-def flags_queue(qs: QuerySet[Flag] | None = None) -> QuerySet[Flag]:
+def flag_queue(qs: QuerySet[Flag] | None = None) -> QuerySet[Flag]:
     """Open flags first, newest first within each group."""
     qs = Flag.objects.all() if qs is None else qs
     return qs.annotate(
@@ -26,7 +26,7 @@ def flags_queue(qs: QuerySet[Flag] | None = None) -> QuerySet[Flag]:
     ).order_by("open_rank", "-created_at", "-pk")
 
 
-def age_filter(age: str) -> Q:
+def flag_age_filter(age: str) -> Q:
     """Flags created within the last hour/day/week, or ``older`` than a week."""
     now = timezone.now()
     if age == "older":
@@ -34,7 +34,7 @@ def age_filter(age: str) -> Q:
     return Q(created_at__gte=now - AGES[age])
 
 
-def flags_filtered(
+def flag_list(
     *,
     agent: str | None = None,
     rule: int | None = None,
@@ -59,11 +59,11 @@ def flags_filtered(
     if status:
         qs = qs.filter(status=status)
     if age:
-        qs = qs.filter(age_filter(age))
-    return flags_queue(qs)
+        qs = qs.filter(flag_age_filter(age))
+    return flag_queue(qs)
 
 
-def flag_open_counts() -> dict[str, int]:
+def flag_open_count() -> dict[str, int]:
     """Open flags in total and per severity, for the admin index."""
     counts = Flag.objects.filter(status=Flag.Status.OPEN).aggregate(
         total=Count("pk"),

@@ -102,10 +102,10 @@ def _budget_family() -> GaugeMetricFamily:
 
 
 def _run_gauges() -> list[Metric]:
-    from agents.selectors import runs_unfinished_state
+    from agents.selectors import run_unfinished_stats
 
     now = timezone.now()
-    state = runs_unfinished_state(now=now, stale_after_s=settings.RUN_STALE_AFTER_S)
+    state = run_unfinished_stats(now=now, stale_after_s=settings.RUN_STALE_AFTER_S)
     runs, stale, queued_age = _run_families()
     for status, n in state["by_status"].items():
         runs.add_metric([status], n)
@@ -116,11 +116,11 @@ def _run_gauges() -> list[Metric]:
 
 
 def _budget_gauge() -> Metric:
-    from agents.selectors import agent_budget_use
+    from agents.selectors import agent_budget_use_list
     from agents.services import month_start
 
     ratio = _budget_family()
-    for row in agent_budget_use(since=month_start()):
+    for row in agent_budget_use_list(since=month_start()):
         ratio.add_metric([row["agent"]], row["ratio"])
     return ratio
 

@@ -15,7 +15,7 @@ from django.db.models import QuerySet
 
 from agents.lifecycle import RunStatus
 from agents.models import Agent, Run, Thread
-from agents.selectors import agents_visible_to
+from agents.selectors import agent_list
 from agents.services import run_create, thread_create
 from openai_api.errors import invalid_param, model_not_found
 from openai_api.params import RunRequest
@@ -26,7 +26,7 @@ RESPONSE_PREFIX = "resp_"
 
 def models_for(user: Any) -> QuerySet[Agent]:
     """The agents ``user`` may run: the active ones it can see."""
-    return agents_visible_to(user).filter(is_active=True).order_by("slug")
+    return agent_list(user).filter(is_active=True).order_by("slug")
 
 
 def model_for(user: Any, model: str) -> Agent:

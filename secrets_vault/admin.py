@@ -136,7 +136,7 @@ class SecretAdmin(ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Secret]:
         # The hint column reads the current version: one query per page, not one per row.
-        return selectors.secrets_list().prefetch_related(_versions_without_ciphertext())
+        return selectors.secret_list().prefetch_related(_versions_without_ciphertext())
 
     def get_form(
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
@@ -276,7 +276,7 @@ class SecretAdmin(ModelAdmin):
             "original": secret,
             "title": f"Rotate {secret.name}",
             "form": form,
-            "versions": selectors.secret_versions(secret)[:10],
+            "versions": selectors.secret_version_list(secret)[:10],
             "has_view_permission": True,
         }
         return TemplateResponse(request, "admin/secrets_vault/secret/rotate.html", context)

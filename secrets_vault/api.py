@@ -46,7 +46,7 @@ class VaultView(APIView):
     required_perms: dict[str, list[str]] = {"GET": VIEW, "*": CHANGE}
 
     def secret_or_404(self, name: str) -> Secret:
-        secret = selectors.secret_by_name(name)
+        secret = selectors.secret_get(name)
         if secret is None:
             raise SecretNotFoundError(name)
         return secret
@@ -61,7 +61,7 @@ class SecretListView(VaultView):
     @extend_schema(responses={200: SecretSerializer(many=True)})
     def get(self, request: Request) -> Response:
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(selectors.secrets_list(), request, view=self)
+        page = paginator.paginate_queryset(selectors.secret_list(), request, view=self)
         return paginator.get_paginated_response(SecretSerializer(page, many=True).data)
 
     @extend_schema(request=SecretCreateSerializer, responses={201: SecretDetailSerializer})
@@ -105,7 +105,8 @@ class SecretVersionListView(VaultView):
     @extend_schema(responses={200: SecretVersionSerializer(many=True)})
     def get(self, request: Request, name: str) -> Response:
         secret = self.secret_or_404(name)
-        return Response(SecretVersionSerializer(selectors.secret_versions(secret), many=True).data)
+        versions = selectors.secret_version_list(secret)
+        return Response(SecretVersionSerializer(versions, many=True).data)
 
     @extend_schema(request=SecretRotateSerializer, responses={201: SecretVersionSerializer})
     @method_decorator(sensitive_variables("body"))
@@ -120,7 +121,7 @@ class SecretVersionListView(VaultView):
             actor=request.user,
         )
         return Response(
-            SecretVersionSerializer(selectors.secret_version(secret, version.version)).data,
+            SecretVersionSerializer(selectors.secret_version_get(secret, version.version)).data,
             status=status.HTTP_201_CREATED,
         )
 
@@ -129,7 +130,7 @@ class SecretVersionDetailView(VaultView):
     @extend_schema(responses={200: SecretVersionSerializer})
     def get(self, request: Request, name: str, version: int) -> Response:
         secret = self.secret_or_404(name)
-        row = selectors.secret_version(secret, version)
+        row = selectors.secret_version_get(secret, version)
         if row is None:
             raise SecretNotFoundError(name, version)
         return Response(SecretVersionSerializer(row).data)
@@ -142,7 +143,7 @@ class SecretVersionActionView(VaultView):
     def post(self, request: Request, name: str, version: int) -> Response:
         secret = self.secret_or_404(name)
         self.service(secret=secret, version=version, actor=request.user)
-        return Response(SecretVersionSerializer(selectors.secret_version(secret, version)).data)
+        return Response(SecretVersionSerializer(selectors.secret_version_get(secret, version)).data)
 
 
 class SecretVersionDisableView(SecretVersionActionView):

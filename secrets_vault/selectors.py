@@ -10,7 +10,7 @@ from secrets_vault.keyring import get_keyring
 from secrets_vault.models import Secret, SecretAccessEvent, SecretVersion, VersionState
 
 
-def secrets_list() -> QuerySet[Secret]:
+def secret_list() -> QuerySet[Secret]:
     """Secrets with their last access time and version count, agents prefetched."""
     return (
         Secret.objects.annotate(
@@ -24,11 +24,11 @@ def secrets_list() -> QuerySet[Secret]:
     )
 
 
-def secret_by_name(name: str) -> Secret | None:
-    return secrets_list().filter(name=name).first()
+def secret_get(name: str) -> Secret | None:
+    return secret_list().filter(name=name).first()
 
 
-def secret_versions(secret: Secret) -> QuerySet[SecretVersion]:
+def secret_version_list(secret: Secret) -> QuerySet[SecretVersion]:
     return (
         secret.versions.select_related("created_by")
         .defer("value_ciphertext", "wrapped_dek")
@@ -36,11 +36,11 @@ def secret_versions(secret: Secret) -> QuerySet[SecretVersion]:
     )
 
 
-def secret_version(secret: Secret, version: int) -> SecretVersion | None:
-    return secret_versions(secret).filter(version=version).first()
+def secret_version_get(secret: Secret, version: int) -> SecretVersion | None:
+    return secret_version_list(secret).filter(version=version).first()
 
 
-def access_events(secret: Secret | None = None) -> QuerySet[SecretAccessEvent]:
+def secret_access_event_list(secret: Secret | None = None) -> QuerySet[SecretAccessEvent]:
     qs = SecretAccessEvent.objects.all()
     return qs.filter(secret=secret) if secret is not None else qs
 
@@ -72,7 +72,7 @@ class VaultStatus:
         return sum(n for k, n in self.versions_by_kek.items() if k != self.active_kek_id)
 
 
-def vault_status() -> VaultStatus:
+def vault_status_get() -> VaultStatus:
     keyring = get_keyring()
     rows = (
         SecretVersion.objects.exclude(state=VersionState.DESTROYED)

@@ -144,6 +144,6 @@ class SecretDetailSerializer(SecretSerializer):
         read_only_fields = fields
 
     def get_versions(self, secret: Secret) -> list[dict[str, Any]]:
-        from secrets_vault.selectors import secret_versions
+        from secrets_vault.selectors import secret_version_list
 
-        return SecretVersionSerializer(secret_versions(secret), many=True).data
+        return SecretVersionSerializer(secret_version_list(secret), many=True).data

@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.selectors import agents_visible_to
+from agents.selectors import agent_list
 from core.errors import ForbiddenError, NotFoundError
 from core.pagination import BoundedLimitOffsetPagination
 from core.permissions import has_perms
@@ -42,7 +42,7 @@ def _uuid(value: str) -> uuid.UUID | None:
 def _agent(user: Any, slug: str | None) -> Any:
     if slug is None:
         return None
-    agent = agents_visible_to(user).filter(slug=slug).first()
+    agent = agent_list(user).filter(slug=slug).first()
     if agent is None:
         raise NotFoundError("agent_not_found", f"No agent '{slug}'.", details={"field": "agent"})
     return agent
@@ -51,7 +51,7 @@ def _agent(user: Any, slug: str | None) -> Any:
 class EndpointView(APIView):
     def endpoint_or_404(self, request: Request, endpoint_id: str) -> WebhookEndpoint:
         pk = _uuid(endpoint_id)
-        endpoint = selectors.endpoint_for_user(request.user, pk) if pk else None
+        endpoint = selectors.endpoint_get(request.user, pk) if pk else None
         if endpoint is None:
             raise NotFoundError("not_found", "No such webhook endpoint.")
         return endpoint
@@ -70,7 +70,7 @@ class EndpointListView(EndpointView):
     def get(self, request: Request) -> Response:
         paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(
-            selectors.endpoints_visible_to(request.user), request, view=self
+            selectors.endpoint_list(request.user), request, view=self
         )
         return paginator.get_paginated_response(EndpointSerializer(page, many=True).data)
 
@@ -177,10 +177,7 @@ class DeliveryRedeliverView(EndpointView):
     def post(self, request: Request, delivery_id: str) -> Response:
         pk = _uuid(delivery_id)
         delivery = (
-            selectors.deliveries_visible_to(request.user)
-            .select_related("endpoint")
-            .filter(pk=pk)
-            .first()
+            selectors.delivery_list(request.user).select_related("endpoint").filter(pk=pk).first()
             if pk
             else None
         )

@@ -10,7 +10,7 @@ from core.permissions import has_perms
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 
-def endpoints_visible_to(user: Any) -> QuerySet[WebhookEndpoint]:
+def endpoint_list(user: Any) -> QuerySet[WebhookEndpoint]:
     """The caller's own endpoints; with webhooks.view_webhookendpoint, everyone's."""
     qs = WebhookEndpoint.objects.select_related("owner", "agent")
     if has_perms(user, "webhooks.view_webhookendpoint"):
@@ -18,13 +18,13 @@ def endpoints_visible_to(user: Any) -> QuerySet[WebhookEndpoint]:
     return qs.filter(owner=user)
 
 
-def endpoint_for_user(user: Any, endpoint_id: Any) -> WebhookEndpoint | None:
+def endpoint_get(user: Any, endpoint_id: Any) -> WebhookEndpoint | None:
     try:
-        return endpoints_visible_to(user).filter(pk=endpoint_id).first()
+        return endpoint_list(user).filter(pk=endpoint_id).first()
     except (ValueError, TypeError):
         return None
 
 
-def deliveries_visible_to(user: Any) -> QuerySet[WebhookDelivery]:
-    endpoints = endpoints_visible_to(user)
+def delivery_list(user: Any) -> QuerySet[WebhookDelivery]:
+    endpoints = endpoint_list(user)
     return WebhookDelivery.objects.filter(endpoint__in=endpoints.values("pk"))

@@ -6,7 +6,7 @@ from typing import Any
 
 from django import template
 
-from moderation.selectors import flag_open_counts
+from moderation.selectors import flag_open_count
 
 register = template.Library()
 
@@ -16,4 +16,4 @@ def moderation_open_flags(context: Any) -> dict[str, Any]:
     request = context.get("request")
     user = getattr(request, "user", None)
     allowed = user is not None and user.has_perm("moderation.view_flag")
-    return {"allowed": allowed, "counts": flag_open_counts() if allowed else None}
+    return {"allowed": allowed, "counts": flag_open_count() if allowed else None}

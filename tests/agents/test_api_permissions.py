@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from agents.models import Agent, Run
-from agents.selectors import agents_visible_to, run_for_user
+from agents.selectors import agent_list, run_get
 from tests.conftest import token_client
 
 pytestmark = pytest.mark.django_db
@@ -41,7 +41,7 @@ def test_staff_status_alone_shows_no_one_elses_run(
     # when it asks for alice's run, then it is as unknown as to an outsider
     assert api.get(f"/api/v1/runs/{alices_run}/").status_code == 404
     assert api.get("/api/v1/runs/").json()["results"] == []
-    assert run_for_user(olga, alices_run) is None  # the WebSocket and SSE check
+    assert run_get(olga, alices_run) is None  # the WebSocket and SSE check
 
 
 def test_view_run_shows_everyones_runs_but_cancelling_needs_change_run(
@@ -53,7 +53,7 @@ def test_view_run_shows_everyones_runs_but_cancelling_needs_change_run(
     # when / then the viewer sees alice's run and may stream it, but not cancel it
     assert token_client(viewer).get(f"/api/v1/runs/{alices_run}/").status_code == 200
     assert len(token_client(viewer).get("/api/v1/runs/").json()["results"]) == 1
-    assert run_for_user(viewer, alices_run) is not None
+    assert run_get(viewer, alices_run) is not None
     assert token_client(viewer).post(f"/api/v1/runs/{alices_run}/cancel/").status_code == 404
     assert Run.objects.get(pk=alices_run).status == "queued"
     # and the one with change_run may cancel it
@@ -74,7 +74,7 @@ def test_inactive_agents_are_listed_only_with_view_agent(
     demo_agent: Agent, make_operator: Callable[..., Any], alice: Any, bob: Any
 ) -> None:
     Agent.objects.filter(pk=demo_agent.pk).update(is_active=False)
-    assert not agents_visible_to(make_operator("olga")).exists()
-    assert not agents_visible_to(alice).exists()
-    assert agents_visible_to(make_operator("otto", "agents.view_agent")).exists()
-    assert agents_visible_to(bob).exists()
+    assert not agent_list(make_operator("olga")).exists()
+    assert not agent_list(alice).exists()
+    assert agent_list(make_operator("otto", "agents.view_agent")).exists()
+    assert agent_list(bob).exists()

@@ -11,7 +11,7 @@ from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
 from agents.models import Agent, ModelCall, PriceSource, Run
-from agents.selectors import usage_summary
+from agents.selectors import usage_summarize
 from tests.conftest import token_client
 
 pytestmark = pytest.mark.django_db
@@ -60,7 +60,7 @@ def ledger(demo_agent: Agent, alice: Any, charlie: Any) -> Agent:
 def test_usage_by_agent_counts_runs_by_status_tokens_cost_and_durations(
     ledger: Agent, bob: Any
 ) -> None:
-    rows = usage_summary(user=bob, group_by=["agent"], **WINDOW)
+    rows = usage_summarize(user=bob, group_by=["agent"], **WINDOW)
     assert [r["agent"] for r in rows] == ["demo-assistant", "other"]
     demo = rows[0]
     assert demo["runs"]["total"] == 3
@@ -74,7 +74,7 @@ def test_usage_by_agent_counts_runs_by_status_tokens_cost_and_durations(
 
 
 def test_usage_by_agent_and_day_splits_the_days(ledger: Agent, bob: Any) -> None:
-    rows = usage_summary(user=bob, group_by=["agent", "day"], **WINDOW)
+    rows = usage_summarize(user=bob, group_by=["agent", "day"], **WINDOW)
     keys = [(r["agent"], str(r["day"]), r["runs"]["total"]) for r in rows]
     assert keys == [
         ("demo-assistant", "2026-11-02", 2),
@@ -84,7 +84,7 @@ def test_usage_by_agent_and_day_splits_the_days(ledger: Agent, bob: Any) -> None
 
 
 def test_usage_by_model_groups_ledger_and_runs_by_model(ledger: Agent, bob: Any) -> None:
-    rows = usage_summary(user=bob, group_by=["model"], **WINDOW)
+    rows = usage_summarize(user=bob, group_by=["model"], **WINDOW)
     assert [(r["model"], r["runs"]["total"], r["model_requests"]) for r in rows] == [
         ("demo", 3, 4),
         ("gpt-x", 1, 1),
@@ -94,21 +94,21 @@ def test_usage_by_model_groups_ledger_and_runs_by_model(ledger: Agent, bob: Any)
 def test_a_user_sees_only_the_usage_of_their_own_runs(
     ledger: Agent, alice: Any, charlie: Any
 ) -> None:
-    assert [r["agent"] for r in usage_summary(user=charlie, group_by=["agent"], **WINDOW)] == [
+    assert [r["agent"] for r in usage_summarize(user=charlie, group_by=["agent"], **WINDOW)] == [
         "other"
     ]
     charlie.user_permissions.add(Permission.objects.get(codename="view_run"))
     charlie = type(charlie).objects.get(pk=charlie.pk)
-    rows = usage_summary(user=charlie, group_by=["agent"], **WINDOW)
+    rows = usage_summarize(user=charlie, group_by=["agent"], **WINDOW)
     assert [r["agent"] for r in rows] == ["demo-assistant", "other"]
 
 
 def test_the_window_and_the_agent_filter_bound_what_counts(ledger: Agent, bob: Any) -> None:
-    rows = usage_summary(
+    rows = usage_summarize(
         user=bob, group_by=["day"], start=DAY2 - timedelta(hours=1), end=WINDOW["end"]
     )
     assert [(str(r["day"]), r["runs"]["total"]) for r in rows] == [("2026-11-03", 2)]
-    rows = usage_summary(user=bob, group_by=["day"], agent=ledger, **WINDOW)
+    rows = usage_summarize(user=bob, group_by=["day"], agent=ledger, **WINDOW)
     assert [(str(r["day"]), r["model_requests"]) for r in rows] == [("2026-11-03", 1)]
 
 

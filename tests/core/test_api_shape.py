@@ -53,7 +53,7 @@ def test_an_exception_in_an_api_view_is_a_json_500_with_debug_on(
     def boom(**kwargs: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("agents.api_usage.usage_summary", boom)
+    monkeypatch.setattr("agents.api_usage.usage_summarize", boom)
     alice_api.raise_request_exception = False
     with override_settings(DEBUG=True):
         response = alice_api.get("/api/v1/usage/")

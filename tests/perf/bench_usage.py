@@ -4,7 +4,7 @@ wall time (docs/performance.md, "Usage").
     DATABASE_URL=postgres://... .venv/bin/python tests/perf/bench_usage.py [--rows 100000]
 
 It creates a scratch database, fills it (20 agents, 25 owners, 50,000 runs, ``--rows``
-ModelCall rows over 30 days), runs ``usage_summary`` for each grouping as a superuser (all
+ModelCall rows over 30 days), runs ``usage_summarize`` for each grouping as a superuser (all
 runs) and as one owner, prints the plans' execution times and drops the database.
 """
 
@@ -59,7 +59,7 @@ def run(rows: int) -> None:
     from django.db.backends.utils import CursorWrapper
     from django.utils import timezone
 
-    from agents.selectors import usage_summary
+    from agents.selectors import usage_summarize
 
     users = get_user_model()
     root = users.objects.create_superuser("root", password="bench-root-1")
@@ -137,11 +137,11 @@ def run(rows: int) -> None:
 
         CursorWrapper.execute = explaining  # type: ignore[method-assign]
         try:
-            usage_summary(user=user, group_by=group_by.split(","), **window)
+            usage_summarize(user=user, group_by=group_by.split(","), **window)
         finally:
             CursorWrapper.execute = original  # type: ignore[method-assign]
         t0 = time.perf_counter()
-        result = usage_summary(user=user, group_by=group_by.split(","), **window)
+        result = usage_summarize(user=user, group_by=group_by.split(","), **window)
         total = (time.perf_counter() - t0) * 1000
         who = "all" if user is root else "owner"
         run_ms, ledger_ms = (plans + [0.0, 0.0])[:2]

@@ -30,7 +30,7 @@ from secrets_vault.crypto import encrypt_value
 from secrets_vault.errors import SecretDecryptionError, VersionConflictError
 from secrets_vault.keyring import get_keyring
 from secrets_vault.models import Secret, SecretAccessEvent, SecretVersion
-from secrets_vault.selectors import vault_status
+from secrets_vault.selectors import vault_status_get
 from secrets_vault.services import RevealCache, reveal_once, secret_reveal, vault_rewrap
 
 pytestmark = pytest.mark.django_db
@@ -205,7 +205,7 @@ def test_no_canary_in_the_repr_of_any_vault_object(scenario: Scenario) -> None:
         *SecretVersion.objects.all(),
         *SecretAccessEvent.objects.all(),
         get_keyring(),
-        vault_status(),
+        vault_status_get(),
         vault_rewrap(),
         VersionConflictError(name="x", expected=1, current=2),
         SecretDecryptionError(name="x", version=1, reason="authentication_failed"),

@@ -6,14 +6,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from secrets_vault.selectors import vault_status
+from secrets_vault.selectors import vault_status_get
 
 
 class Command(BaseCommand):
     help = "Show the keyring and how many secret versions each KEK wraps."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        status = vault_status()
+        status = vault_status_get()
         self.stdout.write(f"Active KEK: {status.active_kek_id}")
         self.stdout.write(f"Keyring ids: {', '.join(status.keyring_ids)}")
         self.stdout.write("Versions (active or disabled) per KEK:")
