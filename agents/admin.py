@@ -19,7 +19,7 @@ from unfold.decorators import action
 
 from agents.lifecycle import is_terminal
 from agents.models import Agent, ModelCall, PriceOverride, Provider, Run, RunEvent, Thread
-from console.display import run_id_cell, status_badge, when
+from core.display import budget_row, run_id_cell, status_badge, when
 from core.errors import ApplicationError
 
 # The live view renders at most this many stored events; the page's script fetches the
@@ -355,8 +355,6 @@ def agent_panel(request: HttpRequest, agent: Agent) -> dict[str, Any]:
     panel: dict[str, Any] = {"spent_usd": agent_month_spend(agent.pk), "budget": None}
     budgets = [b for b in agent_budget_use_list(since=month_start()) if b["agent_id"] == agent.pk]
     if budgets:
-        from console.dashboard import budget_row
-
         panel["budget"] = budget_row(budgets[0])
     if request.user.has_perm("agents.view_run"):
         stats = run_stats(start=now - timedelta(days=30), end=now, agent=agent)

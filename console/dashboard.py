@@ -23,6 +23,7 @@ from agents.selectors import (
     usage_summarize,
 )
 from agents.services import month_start
+from core.display import budget_row
 from monitoring.health import readiness
 
 WINDOWS: dict[str, tuple[str, timedelta]] = {
@@ -31,7 +32,6 @@ WINDOWS: dict[str, tuple[str, timedelta]] = {
     "30d": ("30 d", timedelta(days=30)),
 }
 DEFAULT_WINDOW = "24h"
-BUDGET_AMBER, BUDGET_RED = 0.8, 1.0
 # Distinct series colours for the spend charts (agents or models), cycled.
 PALETTE = ["#7c3aed", "#0ea5e9", "#f59e0b", "#10b981", "#ef4444", "#6366f1", "#ec4899", "#84cc16"]
 TOP_SERIES = 8
@@ -74,12 +74,6 @@ def stuck_row(run: Any, now: Any) -> dict[str, Any]:
         "reason": "waiting" if waiting else "stale heartbeat",
         "age_s": round((now - since).total_seconds()),
     }
-
-
-def budget_row(row: dict[str, Any]) -> dict[str, Any]:
-    ratio = row["ratio"]
-    level = "red" if ratio >= BUDGET_RED else "amber" if ratio >= BUDGET_AMBER else "green"
-    return {**row, "percent": round(ratio * 100, 1), "width": min(ratio, 1) * 100, "level": level}
 
 
 def _days(start: Any, end: Any) -> list[date]:

@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from unfold.admin import ModelAdmin, StackedInline
 
-from console.display import run_id_cell, severity_badge, when
+from core.display import run_id_cell, severity_badge, when
 from core.errors import ApplicationError
 from moderation.models import Flag, Policy, Rule, Stage
 from moderation.selectors import AGES, flag_age_filter, flag_queue

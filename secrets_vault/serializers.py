@@ -6,7 +6,6 @@ from typing import Any
 
 from rest_framework import serializers
 
-from agents.models import Agent
 from core.serializers import StrictSerializer
 from secrets_vault.crypto import SecretValue
 from secrets_vault.models import Secret, SecretVersion, name_validator
@@ -46,13 +45,20 @@ class ValueCarryingSerializer(StrictSerializer):
         return f"<{type(self).__name__}>"
 
 
+class AgentSlugField(serializers.SlugRelatedField):
+    """An agent named by its slug. The queryset comes from ``Secret.agents``'s model, so
+    the vault does not import the agents app (imports point down)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        agent_model = Secret._meta.get_field("agents").related_model
+        super().__init__(slug_field="slug", queryset=agent_model._default_manager.all(), **kwargs)
+
+
 class SecretCreateSerializer(ValueCarryingSerializer):
     name = serializers.CharField(max_length=128, validators=[name_validator])
     value = SecretValueField()
     description = serializers.CharField(required=False, allow_blank=True, default="")
-    agents = serializers.SlugRelatedField(
-        slug_field="slug", queryset=Agent.objects.all(), many=True, required=False, default=list
-    )
+    agents = AgentSlugField(many=True, required=False, default=list)
     rotation_interval_days = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, max_value=36_500, default=None
     )
@@ -61,9 +67,7 @@ class SecretCreateSerializer(ValueCarryingSerializer):
 
 class SecretUpdateSerializer(StrictSerializer):
     description = serializers.CharField(required=False, allow_blank=True)
-    agents = serializers.SlugRelatedField(
-        slug_field="slug", queryset=Agent.objects.all(), many=True, required=False
-    )
+    agents = AgentSlugField(many=True, required=False)
     rotation_interval_days = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, max_value=36_500
     )

@@ -1,9 +1,11 @@
-"""Small list-column renderers shared by the admins, so tables stay narrow."""
+"""Small list-column renderers shared by the admins (every app's and the console's), so
+tables stay narrow. Here in ``core`` because every app's admin uses them."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from django.urls import reverse
 from django.utils import timezone
@@ -46,3 +48,13 @@ def when(value: datetime | None) -> SafeString | str:
     return format_html(
         '<span class="sy-nowrap">{}</span>', timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S")
     )
+
+
+BUDGET_AMBER, BUDGET_RED = 0.8, 1.0
+
+
+def budget_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A budget-use row with its percent, bar width and colour (green, amber, red)."""
+    ratio = row["ratio"]
+    level = "red" if ratio >= BUDGET_RED else "amber" if ratio >= BUDGET_AMBER else "green"
+    return {**row, "percent": round(ratio * 100, 1), "width": min(ratio, 1) * 100, "level": level}
