@@ -381,13 +381,15 @@ def run_transition(
     event_data: dict[str, Any] | None = None,
     seq: int | None = None,
     publish: bool = True,
+    only_if: dict[str, Any] | None = None,
     **fields: Any,
 ) -> RunEvent | None:
     """Move a run to ``to`` if its current status allows it; the one writer of status.
 
     A conditional UPDATE (``WHERE status IN sources``) decides races: of two writers,
     exactly one wins. The winner appends the matching event in the same transaction.
-    Returns that event, or ``None`` when the run was not in a source state.
+    Returns that event, or ``None`` when the run was not in a source state (or did not
+    match ``only_if``, further lookups such as the attempt a decision was made about).
     ``seq`` is given by an executor that owns the run's numbering; others use the log.
     """
     sources = sources_of(to)
@@ -397,7 +399,8 @@ def run_transition(
     # No savepoint when called inside the caller's transaction (claim, finish): one round
     # trip fewer, and a failure rolls back the caller's work too, which is what it wants.
     with transaction.atomic(savepoint=False):
-        updated = Run.objects.filter(pk=run_id, status__in=sources).update(status=to, **fields)
+        matching = Run.objects.filter(pk=run_id, status__in=sources, **(only_if or {}))
+        updated = matching.update(status=to, **fields)
         if not updated:
             return None
         event_type = EVENT_FOR_STATUS.get(to)
@@ -520,19 +523,29 @@ def runs_reap(
     counts = {"requeued": 0, "failed": 0, "cancelled": 0, "kicked": 0}
     stale = Run.objects.filter(heartbeat_at__lt=cutoff)
     for run_id, attempt in stale.filter(status=RunStatus.RUNNING).values_list("pk", "attempt"):
-        if attempt < max_attempts and run_transition(
-            run_id=run_id,
-            to=RunStatus.QUEUED,
-            event_data={"attempt": attempt + 1, "discard_from_seq": _attempt_output_from(run_id)},
-            dispatched_at=None,  # owed again; the dispatcher retries if this hand-over fails
-        ):
-            transaction.on_commit(lambda r=run_id: run_hand_over(run_id=r))
-            counts["requeued"] += 1
+        if attempt < max_attempts:
+            # A requeue that finds the run no longer running lost a race (another reaper
+            # pass, say, after a database stall held several back): nothing to do. It must
+            # not fall through to failing the run, which is only for spent attempts.
+            if run_transition(
+                run_id=run_id,
+                to=RunStatus.QUEUED,
+                event_data={
+                    "attempt": attempt + 1,
+                    "discard_from_seq": _attempt_output_from(run_id),
+                },
+                dispatched_at=None,  # owed again; the dispatcher retries if this fails
+                # the attempt judged stale, still stale: not a later attempt meanwhile claimed
+                only_if={"attempt": attempt, "heartbeat_at__lt": cutoff},
+            ):
+                transaction.on_commit(lambda r=run_id: run_hand_over(run_id=r))
+                counts["requeued"] += 1
         elif run_transition(
             run_id=run_id,
             to=RunStatus.FAILED,
             error_code="worker_lost",
             error_message=f"The worker stopped after {attempt} attempt(s).",
+            only_if={"attempt": attempt, "heartbeat_at__lt": cutoff},
             event_data={
                 "error": {
                     "code": "worker_lost",

@@ -123,6 +123,35 @@ def test_the_reaper_fails_a_run_that_ran_out_of_attempts_with_worker_lost(
     assert last.type == "run.failed" and last.data["error"]["code"] == "worker_lost"
 
 
+def test_a_reaper_pass_that_loses_the_requeue_race_leaves_the_run_alone(
+    alice: Any, demo_agent: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a stale run that another reaper pass requeues just before this one does (as
+    # after a database stall that held several passes back)
+    from agents import services
+
+    monkeypatch.setattr("agents.runtime.executors.enqueue_run", lambda run_id: None)
+    run = _running_with_stale_heartbeat(demo_agent, alice, attempt=1)
+    real = services.run_transition
+    raced: list[bool] = []
+
+    def other_pass_first(**kwargs: Any) -> Any:
+        if kwargs.get("to") == "queued" and not raced:
+            raced.append(True)
+            real(run_id=run.id, to="queued", event_data={"attempt": 2})
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "run_transition", other_pass_first)
+    # When this pass acts on what it read
+    counts = services.runs_reap(stale_after_s=30, max_attempts=3)
+    # Then it neither requeues it again nor fails it: attempts were left
+    run.refresh_from_db()
+    assert raced and run.status == "queued"
+    assert counts["requeued"] == 0 and counts["failed"] == 0
+    types = list(RunEvent.objects.filter(run=run).values_list("type", flat=True))
+    assert types == ["run.queued", "run.started", "run.retrying"]
+
+
 def test_the_reaper_leaves_live_runs_alone_and_settles_stale_cancels(
     alice: Any, demo_agent: Any
 ) -> None:
