@@ -96,20 +96,25 @@ def redis_available() -> bool:
 
 @contextlib.contextmanager
 def private_stack(
-    tmp_path: Path, *, beat: bool = True, **settings: str
+    tmp_path: Path, *, beat: bool = True, db_owner: str | None = None, **settings: str
 ) -> Iterator[tuple[Stack, RedisServer]]:
     """daphne, a supervised worker and (with ``beat``) the reaper every second, on a
-    database and a Redis server of their own; ``settings`` add to the environment."""
+    database and a Redis server of their own; ``settings`` add to the environment.
+    With ``db_owner`` (a role) the database is that role's and the stack connects as it."""
     require_service("PostgreSQL", _pg_available())
     require_service("redis-server binary", redis_available())
     redis = RedisServer(tmp_path)
     redis.start()
     db_name = f"switchyard_fault_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db_name}"')
+        owner = f' OWNER "{db_owner}"' if db_owner else ""
+        conn.execute(f'CREATE DATABASE "{db_name}"{owner}')
+    server = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    if db_owner:
+        server = server.replace("://postgres@", f"://{db_owner}@")
     env = base_env(tmp_path)
     env.update(
-        DATABASE_URL=PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{db_name}",
+        DATABASE_URL=f"{server}/{db_name}",
         REDIS_URL=redis.url,
         RUN_STALE_AFTER_S="3",
         REAPER_INTERVAL_S="1",
