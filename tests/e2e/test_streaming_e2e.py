@@ -385,3 +385,25 @@ def test_open_connections_and_sent_events_are_counted(stack: Stack) -> None:
         )
     )
     assert metric(stack, "switchyard_stream_events_replayed_total", 'transport="websocket"') > 0
+
+
+def test_a_client_that_closes_mid_stream_gets_the_close_handshake(stack: Stack) -> None:
+    # Given a live stream
+    run_id = start_demo_run(stack, 200)
+
+    async def scenario() -> tuple[int | None, bool, float]:
+        async with connect(ws_url(stack, run_id), additional_headers=_bearer(stack)) as ws:
+            seen = 0
+            while seen < 5:
+                if "seq" in json.loads(await ws.recv()):
+                    seen += 1
+            # When the client closes while events are still being sent
+            started = time.monotonic()
+            await ws.close()
+            return ws.close_code, ws.protocol.close_rcvd is not None, time.monotonic() - started
+
+    code, answered, took_s = asyncio.run(scenario())
+    # Then the server answers with its own close frame (not a dropped TCP connection,
+    # which clients report as 1006 after waiting out their close timeout)
+    assert answered, (code, took_s)
+    assert code == 1000
