@@ -24,7 +24,8 @@ from agents.serializers import (
     ThreadCreateSerializer,
     ThreadSerializer,
 )
-from agents.services import run_cancel, run_create, thread_create
+from agents.services import run_cancel, run_create
+from agents.thread_services import thread_create
 from core.errors import ApplicationError, ConflictError, NotFoundError
 from core.pagination import NewestFirstCursorPagination
 

@@ -17,7 +17,7 @@ from agents.filters import ThreadFilter
 from agents.models import Thread
 from agents.selectors import thread_get, thread_list, thread_message_list
 from agents.serializers import ThreadCreateSerializer
-from agents.services import thread_delete
+from agents.thread_services import thread_delete
 from core.errors import NotFoundError
 from core.openapi import error_responses
 from core.pagination import NewestFirstCursorPagination

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents.models import ApiToken
-from agents.services import api_token_delete, api_token_issue
+from agents.token_services import api_token_delete, api_token_issue
 from core.errors import NotFoundError
 from core.openapi import error_responses
 from core.serializers import StrictCharField, StrictSerializer

@@ -34,7 +34,7 @@ class BearerTokenAuthentication(TokenAuthentication):
     def authenticate_credentials(self, token: bytes) -> tuple[Any, Any]:
         """knox's lookup by token key, with the token's ``ApiToken`` in the same query;
         its last use is written at most once a minute (``TOKEN_TOUCH_EVERY``)."""
-        from agents.services import TOKEN_TOUCH_EVERY, api_token_touch
+        from agents.token_services import TOKEN_TOUCH_EVERY, api_token_touch
 
         text = token.decode("utf-8")
         candidates = get_token_model().objects.filter(token_key=text[: CONSTANTS.TOKEN_KEY_LENGTH])

@@ -16,16 +16,15 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
 from agents import signals
 from agents.agent_services import agent_version_current
 from agents.lifecycle import EVENT_FOR_STATUS, TERMINAL, RunStatus, sources_of
-from agents.models import Agent, ApiToken, ModelCall, Run, RunEvent, Thread
+from agents.models import Agent, ModelCall, Run, RunEvent, Thread
 from agents.runtime.events import envelope_of, next_seq_sync, publish_sync
-from agents.selectors import thread_history_list
 from core.errors import (
     ApplicationError,
     ConflictError,
@@ -36,7 +35,6 @@ from monitoring import metrics
 
 log = structlog.get_logger(__name__)
 
-TOKEN_TOUCH_EVERY = timedelta(minutes=1)
 
 LIMIT_FIELDS = (
     "max_requests",
@@ -142,38 +140,6 @@ def agent_month_spend(agent_id: int) -> Decimal:
         total=Sum("cost_usd")
     )["total"]
     return total or Decimal(0)
-
-
-def thread_history(run: Run) -> list[Any]:
-    """The thread's earlier messages, cut to the newest whole runs that fit the budget.
-
-    Whole runs are kept or dropped together so a tool result never loses its call.
-    """
-    if run.thread_id is None:
-        return []
-    from pydantic_ai.messages import ModelMessagesTypeAdapter
-
-    kept = thread_history_list(run.thread_id, before=run.created_at)
-    flat = [m for _, messages in kept for m in messages]
-    return list(ModelMessagesTypeAdapter.validate_python(flat))
-
-
-def run_history(run: Run) -> list[Any]:
-    """The messages a run continues: its thread's, then those its caller brought along."""
-    return thread_history(run) + client_history(run.config.get("history") or [])
-
-
-def client_history(turns: list[dict[str, str]]) -> list[Any]:
-    """Caller-supplied turns as model messages (user prompts and assistant answers)."""
-    from pydantic_ai.messages import ModelRequest, ModelResponse, TextPart, UserPromptPart
-
-    messages: list[Any] = []
-    for turn in turns:
-        if turn["role"] == "assistant":
-            messages.append(ModelResponse(parts=[TextPart(content=turn["content"])]))
-        else:
-            messages.append(ModelRequest(parts=[UserPromptPart(content=turn["content"])]))
-    return messages
 
 
 def run_create(
@@ -436,62 +402,6 @@ def run_cancel(*, run_id: uuid.UUID, actor: AbstractBaseUser | None = None) -> s
     if current in {RunStatus.CANCELLING, RunStatus.CANCELLED}:
         return current
     raise ConflictError("run_finished", f"The run already ended with status '{current}'.")
-
-
-def api_token_create(*, user: AbstractBaseUser) -> str:
-    """A new API token for ``user``, expiring after ``API_TOKEN_TTL_HOURS`` (0: never);
-    only its digest is stored, so it is shown once."""
-    hours = settings.API_TOKEN_TTL_HOURS
-    expires_at = timezone.now() + timedelta(hours=hours) if hours else None
-    _, token = api_token_issue(user=user, expires_at=expires_at)
-    return token
-
-
-@transaction.atomic
-def api_token_issue(
-    *, user: AbstractBaseUser, name: str = "", expires_at: datetime | None = None
-) -> tuple[ApiToken, str]:
-    """A named token (knox's, with an ``ApiToken`` beside it) and its secret, which is not
-    stored anywhere: the caller shows it once. No ``expires_at``: it does not expire."""
-    from knox.models import AuthToken
-
-    if expires_at is not None and expires_at <= timezone.now():
-        raise ApplicationError("invalid_expiry", "expires_at must be in the future.")
-    expiry = None if expires_at is None else expires_at - timezone.now()
-    auth_token, secret = AuthToken.objects.create(user=user, expiry=expiry)
-    return ApiToken.objects.create(token=auth_token, name=name), secret
-
-
-def api_token_delete(*, token: ApiToken) -> None:
-    """Revoke a token: the next request with it is a 401."""
-    token.token.delete()
-
-
-def api_token_touch(*, digest: str) -> None:
-    """Record that a token was used, at most once a minute per token (one indexed UPDATE
-    that matches nothing the rest of the time)."""
-    now = timezone.now()
-    ApiToken.objects.filter(token_id=digest).filter(
-        models.Q(last_used_at__isnull=True) | models.Q(last_used_at__lt=now - TOKEN_TOUCH_EVERY)
-    ).update(last_used_at=now)
-
-
-def tokens_purge_expired() -> int:
-    """Delete expired API tokens (knox's per-request sweep, done periodically instead)."""
-    from knox.models import AuthToken
-
-    _, per_model = AuthToken.objects.filter(expiry__lt=timezone.now()).delete()
-    return per_model.get(AuthToken._meta.label, 0)  # not counting their ApiToken rows
-
-
-def thread_delete(*, thread: Thread) -> None:
-    """Delete a thread; its runs stay, detached (``Run.thread`` is SET_NULL)."""
-    thread.delete()
-
-
-def thread_create(*, agent: Agent, owner: AbstractBaseUser, title: str = "") -> Thread:
-    """A conversation: runs created with it continue the same message history."""
-    return Thread.objects.create(agent=agent, owner=owner, title=title)
 
 
 def _attempt_output_from(run_id: uuid.UUID) -> int | None:

@@ -15,7 +15,7 @@ def execute_run_task(run_id: str) -> bool:
 
 @shared_task(name="agents.purge_expired_tokens", ignore_result=True)
 def purge_expired_tokens_task() -> int:
-    from agents.services import tokens_purge_expired
+    from agents.token_services import tokens_purge_expired
 
     return tokens_purge_expired()
 

@@ -341,7 +341,7 @@ if DEBUG:
 
 # knox's token model, named so that agents.ApiToken can point at it from a migration.
 KNOX_TOKEN_MODEL = "knox.AuthToken"
-# Lifetime of every new API token (0: no expiry); agents.services.api_token_create reads it.
+# Lifetime of every new API token (0: no expiry); agents.token_services.api_token_create reads it.
 API_TOKEN_TTL_HOURS = env.int("API_TOKEN_TTL_HOURS", default=0)
 REST_KNOX = {
     "AUTH_HEADER_PREFIX": "Bearer",

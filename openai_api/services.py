@@ -16,7 +16,8 @@ from django.db.models import QuerySet
 from agents.lifecycle import RunStatus
 from agents.models import Agent, Run, Thread
 from agents.selectors import agent_list
-from agents.services import run_create, thread_create
+from agents.services import run_create
+from agents.thread_services import thread_create
 from openai_api.errors import invalid_param, model_not_found
 from openai_api.params import RunRequest
 

@@ -118,7 +118,7 @@ def charlie(make_user: Callable[..., Any]) -> Any:
 
 
 def token_client(user: Any) -> APIClient:
-    from agents.services import api_token_create
+    from agents.token_services import api_token_create
 
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token_create(user=user)}")

@@ -22,7 +22,8 @@ from agents.lifecycle import ACTIVE, RunStatus
 from agents.models import Agent, ModelCall, PriceOverride, Run, RunEvent
 from agents.runtime.events import EventEmitter
 from agents.runtime.fencing import ClaimLost, lock_claim
-from agents.services import agent_month_spend, run_history, run_transition
+from agents.services import agent_month_spend, run_transition
+from agents.thread_services import run_history
 
 
 class RunSetupError(Exception):

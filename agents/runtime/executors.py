@@ -80,7 +80,8 @@ async def _dispatch_periodically() -> None:
 async def _reap_periodically() -> None:
     from asgiref.sync import sync_to_async
 
-    from agents.services import runs_reap, tokens_purge_expired
+    from agents.services import runs_reap
+    from agents.token_services import tokens_purge_expired
 
     purged_at = 0.0
     while True:

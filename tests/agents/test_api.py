@@ -160,7 +160,7 @@ def test_an_api_call_reads_only_the_presented_token(
 ) -> None:
     """knox would load every token of the user on each call; ours looks at one row."""
     from agents.auth import BearerTokenAuthentication
-    from agents.services import api_token_create
+    from agents.token_services import api_token_create
 
     tokens = [api_token_create(user=alice) for _ in range(5)]
     # The first use records it (ApiToken.last_used_at, at most once a minute); after that
@@ -177,7 +177,7 @@ def test_expired_tokens_are_refused_and_purged(alice: Any) -> None:
     from django.utils import timezone
     from knox.models import AuthToken
 
-    from agents.services import api_token_create, tokens_purge_expired
+    from agents.token_services import api_token_create, tokens_purge_expired
 
     expired, kept = api_token_create(user=alice), api_token_create(user=alice)
     other_expired = api_token_create(user=alice)

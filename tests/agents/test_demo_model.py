@@ -12,7 +12,8 @@ from asgiref.sync import sync_to_async
 from agents.models import ModelCall, PriceOverride, Run
 from agents.runtime import execute_run
 from agents.runtime.demo import count_tokens, plan_tool_call
-from agents.services import run_create, thread_create
+from agents.services import run_create
+from agents.thread_services import thread_create
 
 DB = pytest.mark.django_db(transaction=True)
 

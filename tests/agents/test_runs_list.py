@@ -10,7 +10,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from agents.models import Agent, Run
-from agents.services import thread_create
+from agents.thread_services import thread_create
 
 pytestmark = pytest.mark.django_db
 

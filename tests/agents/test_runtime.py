@@ -414,7 +414,7 @@ async def test_a_run_in_flight_stops_once_the_budget_is_spent(
 async def test_a_thread_carries_the_conversation_into_the_next_run(
     fake_provider: FakeProviderServer, alice: Any
 ) -> None:
-    from agents.services import thread_create
+    from agents.thread_services import thread_create
 
     agent = await sync_to_async(make_agent)(fake_provider, tools=[])
     thread = await sync_to_async(thread_create)(agent=agent, owner=alice)

@@ -20,7 +20,7 @@ from pydantic_ai.messages import (
 from rest_framework.test import APIClient
 
 from agents.models import Run, Thread
-from agents.services import thread_create, thread_history
+from agents.thread_services import thread_create, thread_history
 from tests.conftest import token_client
 
 pytestmark = pytest.mark.django_db

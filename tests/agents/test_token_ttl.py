@@ -10,7 +10,7 @@ from django.utils import timezone
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
-from agents.services import api_token_create
+from agents.token_services import api_token_create
 
 pytestmark = pytest.mark.django_db
 

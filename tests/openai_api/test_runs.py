@@ -16,7 +16,7 @@ from django.test import AsyncClient
 
 from agents.models import Agent, Run
 from agents.runtime import execute_run
-from agents.services import api_token_create
+from agents.token_services import api_token_create
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 
 from agents.models import Agent, ModelCall, Run
-from agents.services import api_token_create
+from agents.token_services import api_token_create
 from core.errors import ConflictError, QuotaExhaustedError, RateLimitedError, UnavailableError
 from openai_api.errors import from_application_error, run_failure
 from openai_api.params import split_conversation

@@ -75,7 +75,7 @@ def post_floor(posts: int) -> float:
     from django.contrib.auth import get_user_model
     from rest_framework.test import APIClient
 
-    from agents.services import api_token_create
+    from agents.token_services import api_token_create
 
     user = get_user_model().objects.get(username="admin")
     client = APIClient()

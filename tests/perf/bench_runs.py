@@ -262,7 +262,7 @@ def queries_per_run() -> dict[str, int]:
     from rest_framework.test import APIClient
 
     from agents.runtime import execute_run
-    from agents.services import api_token_create
+    from agents.token_services import api_token_create
 
     user = get_user_model().objects.get(username="admin")
     client = APIClient()

@@ -143,7 +143,7 @@ async def test_an_overflowing_viewer_is_too_slow_only_when_its_socket_is_full(
 async def test_sse_answers_401_404_204_and_streams_a_finished_run(
     demo_agent: Any, alice: Any, charlie: Any
 ) -> None:
-    from agents.services import api_token_create
+    from agents.token_services import api_token_create
 
     run = await sync_to_async(make_run)(
         demo_agent, alice, [("run.queued", {}), *deltas(2), ("run.succeeded", {"output": "x"})]

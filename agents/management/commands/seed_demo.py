@@ -11,7 +11,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from agents.models import Agent, PriceOverride, Provider, ProviderKind
-from agents.services import api_token_create, run_cancel, run_create
+from agents.services import run_cancel, run_create
+from agents.token_services import api_token_create
 from moderation.models import Policy, Rule
 
 DEMO_AGENT_SLUG = "demo-assistant"
