@@ -15,7 +15,7 @@ from channels.layers import get_channel_layer
 from django.test import AsyncClient, RequestFactory
 from django.utils import timezone
 
-from agents.admin import timeline
+from agents.admin.runs import timeline
 from agents.consumers import parse_after
 from agents.models import Run, RunEvent
 from agents.runtime.events import envelope_of
