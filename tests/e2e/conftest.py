@@ -69,7 +69,7 @@ class Stack:
             "from django.contrib.auth import get_user_model as g;"
             f"u,_=g().objects.get_or_create(username={username!r});"
             f"u.is_staff=u.is_superuser={superuser};u.save();"
-            "from agents.services import api_token_create as t;print(t(user=u))"
+            "from agents.token_services import api_token_create as t;print(t(user=u))"
         )
         return self.manage("shell", "-v0", "-c", code).stdout.strip().splitlines()[-1]
 
