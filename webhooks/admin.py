@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from unfold.admin import ModelAdmin
 
 from core.errors import ApplicationError
-from webhooks import services
+from webhooks import endpoint_services, services
 from webhooks.models import EVENT_TYPES, WebhookDelivery, WebhookEndpoint
 
 
@@ -29,7 +29,7 @@ class EndpointForm(forms.ModelForm):
         # The service's own check (http(s) only, no credentials, no private literal), so
         # the form says what the API says instead of failing on save.
         try:
-            return services.endpoint_url_check(self.cleaned_data["url"])
+            return endpoint_services.endpoint_url_check(self.cleaned_data["url"])
         except ApplicationError as exc:
             raise forms.ValidationError(exc.message) from None
 
@@ -60,7 +60,7 @@ class WebhookEndpointAdmin(ModelAdmin):
         data = form.cleaned_data
         try:
             if change:
-                services.endpoint_update(
+                endpoint_services.endpoint_update(
                     endpoint=obj,
                     url=data["url"],
                     events=list(data["events"]),
@@ -69,7 +69,7 @@ class WebhookEndpointAdmin(ModelAdmin):
                     is_active=data.get("is_active", True),
                 )
                 return
-            endpoint, secret = services.endpoint_create(
+            endpoint, secret = endpoint_services.endpoint_create(
                 owner=data["owner"],
                 url=data["url"],
                 events=list(data["events"]),
@@ -86,7 +86,7 @@ class WebhookEndpointAdmin(ModelAdmin):
         )
 
     def delete_model(self, request: HttpRequest, obj: WebhookEndpoint) -> None:
-        services.endpoint_delete(endpoint=obj, actor=request.user)
+        endpoint_services.endpoint_delete(endpoint=obj, actor=request.user)
 
     @admin.action(description="Send a test delivery", permissions=["change"])
     def send_test(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:

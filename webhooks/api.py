@@ -21,7 +21,7 @@ from agents.selectors import agent_list
 from core.errors import ForbiddenError, NotFoundError
 from core.pagination import BoundedLimitOffsetPagination
 from core.permissions import has_perms
-from webhooks import selectors, services
+from webhooks import endpoint_services, selectors, services
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.serializers import (
     DeliverySerializer,
@@ -84,7 +84,7 @@ class EndpointListView(EndpointView):
         body = EndpointCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        endpoint, secret = services.endpoint_create(
+        endpoint, secret = endpoint_services.endpoint_create(
             owner=request.user,
             url=data["url"],
             events=data["events"],
@@ -114,14 +114,14 @@ class EndpointDetailView(EndpointView):
         changes = dict(body.validated_data)
         if "agent" in changes:
             changes["agent"] = _agent(request.user, changes["agent"])
-        endpoint = services.endpoint_update(endpoint=endpoint, **changes)
+        endpoint = endpoint_services.endpoint_update(endpoint=endpoint, **changes)
         return Response(EndpointSerializer(endpoint).data)
 
     @extend_schema(summary="Delete a webhook endpoint", responses={204: None})
     def delete(self, request: Request, endpoint_id: str) -> Response:
         endpoint = self.endpoint_or_404(request, endpoint_id)
         self.require_owner_or(request, endpoint, "webhooks.delete_webhookendpoint")
-        services.endpoint_delete(endpoint=endpoint, actor=request.user)
+        endpoint_services.endpoint_delete(endpoint=endpoint, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -135,7 +135,7 @@ class EndpointRotateSecretView(EndpointView):
     def post(self, request: Request, endpoint_id: str) -> Response:
         endpoint = self.endpoint_or_404(request, endpoint_id)
         self.require_owner_or(request, endpoint, "webhooks.change_webhookendpoint")
-        secret = services.endpoint_secret_rotate(endpoint=endpoint, actor=request.user)
+        secret = endpoint_services.endpoint_secret_rotate(endpoint=endpoint, actor=request.user)
         return Response(EndpointWithSecretSerializer(endpoint, context={"secret": secret}).data)
 
 

@@ -8,8 +8,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from webhooks.endpoint_services import endpoint_create
 from webhooks.models import WebhookDelivery, WebhookEndpoint
-from webhooks.services import delivery_send_test, endpoint_create
+from webhooks.services import delivery_send_test
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_celery")]
 

@@ -19,13 +19,9 @@ from agents.lifecycle import RunStatus
 from agents.models import ModelCall, Run
 from agents.services import run_transition
 from core.errors import ApplicationError
+from webhooks.endpoint_services import endpoint_create, endpoint_secret_rotate
 from webhooks.models import WebhookDelivery, WebhookEndpoint
-from webhooks.services import (
-    deliveries_dispatch_due,
-    delivery_attempt,
-    endpoint_create,
-    endpoint_secret_rotate,
-)
+from webhooks.services import deliveries_dispatch_due, delivery_attempt
 
 from .receiver import running_receiver
 
