@@ -135,8 +135,11 @@ def normalise(text: str) -> tuple[View, View]:
     folded: list[str] = []
     cs: list[int] = []
     ce: list[int] = []
-    fs: list[int] = []
-    fe: list[int] = []
+    # While every segment folds to as many characters as its cased form (all but a few
+    # letters such as "ß"), one pair of maps serves both views: half the list building,
+    # which is most of the cost of normalising mixed text. Views never mutate their maps.
+    fs: list[int] | None = None
+    fe: list[int] | None = None
     for m in _segment_re().finditer(text):
         a, b = m.span()
         seg = m.group()
@@ -145,16 +148,22 @@ def normalise(text: str) -> tuple[View, View]:
             folded.append(seg.lower())
             cs.extend(range(a, b))
             ce.extend(range(a + 1, b + 1))
-            fs.extend(range(a, b))
-            fe.extend(range(a + 1, b + 1))
+            if fs is not None and fe is not None:
+                fs.extend(range(a, b))
+                fe.extend(range(a + 1, b + 1))
             continue
         c, f = _normalise_segment(seg)
         cased.append(c)
         folded.append(f)
+        if fs is None and len(c) != len(f):
+            fs, fe = cs.copy(), ce.copy()
         cs.extend([a] * len(c))
         ce.extend([b] * len(c))
-        fs.extend([a] * len(f))
-        fe.extend([b] * len(f))
+        if fs is not None and fe is not None:
+            fs.extend([a] * len(f))
+            fe.extend([b] * len(f))
+    if fs is None or fe is None:
+        fs, fe = cs, ce
     return View("".join(cased), cs, ce, n), View("".join(folded), fs, fe, n)
 
 
