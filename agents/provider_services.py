@@ -98,7 +98,7 @@ def provider_check(*, provider: Provider, actor: Actor = None) -> dict[str, Any]
         return {"ok": True, "latency_ms": 0.0, "status": None}
     key = ""
     if provider.api_key_id is not None:
-        from secrets_vault.services import secret_reveal
+        from secrets_vault.reveal_services import secret_reveal
 
         key = secret_reveal(
             name=provider.api_key.name,

@@ -35,7 +35,7 @@ from core.safe_http import (
     RequestRefused,
     safe_request,
 )
-from secrets_vault.services import secret_reveal
+from secrets_vault.reveal_services import secret_reveal
 from webhooks.endpoint_services import PRIVATE_NETWORKS_SETTING
 from webhooks.models import (
     RUN_EVENT_TYPES,

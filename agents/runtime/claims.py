@@ -47,7 +47,7 @@ class Prepared:
 
 
 def _reveal_cache() -> Any:
-    from secrets_vault.services import RevealCache
+    from secrets_vault.reveal_services import RevealCache
 
     return RevealCache()
 
@@ -150,7 +150,7 @@ def run_secret_names(config: dict[str, Any]) -> list[str]:
 def reveal_for_run(run: Run, cache: Any, name: str) -> str:
     """A vault secret's plaintext for this run: revealed (and audited) once per run, with
     purpose ``run:<uuid>``; later uses come from ``cache``."""
-    from secrets_vault.services import reveal_once
+    from secrets_vault.reveal_services import reveal_once
 
     purpose = f"run:{run.id}"
     return reveal_once(cache, name=name, purpose=purpose, actor="runtime", agent=run.agent).reveal()

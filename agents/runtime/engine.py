@@ -155,7 +155,7 @@ class RunExecution:
 
     async def reveal_secret(self, name: str) -> str:
         """Plaintext of a vault secret for a tool, revealed once per run and audited."""
-        from secrets_vault.services import areveal_once
+        from secrets_vault.reveal_services import areveal_once
 
         value = await areveal_once(
             self.prepared.reveal_cache,

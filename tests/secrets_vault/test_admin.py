@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 
 from secrets_vault.models import Secret, SecretAccessEvent, SecretVersion
-from secrets_vault.services import secret_reveal
+from secrets_vault.reveal_services import secret_reveal
 
 pytestmark = pytest.mark.django_db
 

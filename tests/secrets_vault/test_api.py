@@ -9,7 +9,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from secrets_vault.models import Secret, SecretVersion
-from secrets_vault.services import secret_reveal
+from secrets_vault.reveal_services import secret_reveal
 
 pytestmark = pytest.mark.django_db
 

@@ -30,8 +30,9 @@ from secrets_vault.crypto import encrypt_value
 from secrets_vault.errors import SecretDecryptionError, VersionConflictError
 from secrets_vault.keyring import get_keyring
 from secrets_vault.models import Secret, SecretAccessEvent, SecretVersion
+from secrets_vault.reveal_services import RevealCache, reveal_once, secret_reveal
 from secrets_vault.selectors import vault_status_get
-from secrets_vault.services import RevealCache, reveal_once, secret_reveal, vault_rewrap
+from secrets_vault.services import vault_rewrap
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from secrets_vault.models import SecretVersion
-from secrets_vault.services import secret_reveal
+from secrets_vault.reveal_services import secret_reveal
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,8 @@ from django.db import close_old_connections, connection, connections, transactio
 
 from secrets_vault.errors import VersionConflictError
 from secrets_vault.models import Secret, SecretVersion
-from secrets_vault.services import secret_create, secret_reveal, secret_rotate, vault_rewrap
+from secrets_vault.reveal_services import secret_reveal
+from secrets_vault.services import secret_create, secret_rotate, vault_rewrap
 from tests.conftest import require_service
 
 pytestmark = [pytest.mark.django_db(transaction=True)]

@@ -20,13 +20,10 @@ from secrets_vault.errors import (
     VersionConflictError,
 )
 from secrets_vault.models import AccessOutcome, Secret, SecretAccessEvent, SecretVersion
+from secrets_vault.reveal_services import RevealCache, areveal_once, reveal_once, secret_reveal
 from secrets_vault.services import (
-    RevealCache,
-    areveal_once,
-    reveal_once,
     secret_create,
     secret_delete,
-    secret_reveal,
     secret_rotate,
     secret_update,
     secret_version_destroy,
