@@ -208,6 +208,39 @@ def _percentile(values: list[float], fraction: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+def _usage_querysets(
+    *, user: Any, start: datetime, end: datetime, agent: Agent | None = None
+) -> tuple[QuerySet[Run], QuerySet[ModelCall]]:
+    """The runs and ledger rows of ``start <= t < end`` that ``user`` may count."""
+    runs = Run.objects.filter(created_at__gte=start, created_at__lt=end)
+    calls = ModelCall.objects.filter(created_at__gte=start, created_at__lt=end)
+    if agent is not None:
+        runs, calls = runs.filter(agent=agent), calls.filter(agent=agent)
+    if not has_perms(user, "agents.view_run"):
+        runs, calls = runs.filter(owner=user), calls.filter(run__owner=user)
+    return runs, calls
+
+
+def usage_spend_daily_list(*, user: Any, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Ledger cost per (agent slug, model, UTC day) over ``start <= t < end``, the same rows
+    ``usage_summarize`` counts: one aggregate query on the ledger's ``created_at`` index."""
+    _, calls = _usage_querysets(user=user, start=start, end=end)
+    keys = _usage_keys(["agent", "model", "day"], ledger=True)
+    rows = list(calls.annotate(**keys).values(*keys).annotate(cost=Sum("cost_usd")).order_by())
+    slugs = dict(
+        Agent.objects.filter(pk__in={r["g_agent"] for r in rows}).values_list("pk", "slug")
+    )
+    return [
+        {
+            "agent": slugs.get(r["g_agent"], str(r["g_agent"])),
+            "model": r["g_model"],
+            "day": r["g_day"],
+            "cost_usd": r["cost"] or Decimal(0),
+        }
+        for r in rows
+    ]
+
+
 def usage_summarize(
     *,
     user: Any,
@@ -215,10 +248,13 @@ def usage_summarize(
     start: datetime,
     end: datetime,
     agent: Agent | None = None,
+    percentiles: bool = True,
 ) -> list[dict[str, Any]]:
     """Usage per group over ``start <= t < end``: runs by status and their p50/p95
     duration (runs by creation time), model requests, tokens and cost (ledger rows by
     their own time). Without ``agents.view_run`` only the user's own runs count.
+    ``percentiles=False`` leaves the durations ``None`` (the dashboard takes them once for
+    the window from ``run_stats``, not per group).
 
     Two aggregate queries, one on ``Run`` and one on the ``ModelCall`` ledger, each on a
     ``created_at`` index (with the agent or the owner in front when filtered by them); the
@@ -226,19 +262,14 @@ def usage_summarize(
     """
     if any(name not in USAGE_GROUPS for name in group_by) or not group_by:
         raise ValueError(f"group_by takes {', '.join(USAGE_GROUPS)}")
-    runs = Run.objects.filter(created_at__gte=start, created_at__lt=end)
-    calls = ModelCall.objects.filter(created_at__gte=start, created_at__lt=end)
-    if agent is not None:
-        runs, calls = runs.filter(agent=agent), calls.filter(agent=agent)
-    if not has_perms(user, "agents.view_run"):
-        runs, calls = runs.filter(owner=user), calls.filter(run__owner=user)
+    runs, calls = _usage_querysets(user=user, start=start, end=end, agent=agent)
 
     run_keys = _usage_keys(group_by, ledger=False)
     run_aggregates: dict[str, Any] = {
         f"s_{s}": Count("id", filter=Q(status=s)) for s in RUN_STATUSES
     }
-    postgres = connection.vendor == "postgresql"
-    if postgres:
+    in_sql = percentiles and connection.vendor == "postgresql"
+    if in_sql:
         duration = EpochSeconds(F("finished_at") - F("started_at"))
         run_aggregates["p50"] = PercentileCont(duration, 0.5)
         run_aggregates["p95"] = PercentileCont(duration, 0.95)
@@ -281,9 +312,9 @@ def usage_summarize(
         for s in RUN_STATUSES:
             group["runs"][s] = row[f"s_{s}"]
         group["runs"]["total"] = sum(row[f"s_{s}"] for s in RUN_STATUSES)
-        if postgres:
+        if in_sql:
             group["duration_p50_s"], group["duration_p95_s"] = row["p50"], row["p95"]
-    if not postgres:
+    if percentiles and not in_sql:
         for key, values in _percentiles_in_python(runs, run_keys).items():
             group = group_for(dict(zip(run_keys, key, strict=True)), run_keys)
             group["duration_p50_s"] = _percentile(values, 0.5)

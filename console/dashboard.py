@@ -1,7 +1,8 @@
 """The admin index as a dashboard: runs, latency, spend, budgets, flags, stuck runs, health.
 
 Every number comes from a selector (the usage API's ``usage_summarize`` for spend and runs
-per agent and model per day); each block shows only with the permission it needs.
+per agent, ``usage_spend_daily_list`` for the same ledger rows per agent, model and day);
+each block shows only with the permission it needs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from agents.selectors import (
     agent_budget_use_list,
     run_stats,
     run_stuck_list,
+    usage_spend_daily_list,
     usage_summarize,
 )
 from agents.services import month_start
@@ -82,40 +84,38 @@ def _days(start: Any, end: Any) -> list[date]:
 
 
 def spend_context(user: Any, start: Any, end: Any) -> dict[str, Any]:
-    """Per agent: runs, success rate, p50/p95 and spend; per day: spend by agent and by
-    model, as chart data. One ``usage_summarize`` call grouped by agent, model and day."""
-    rows = usage_summarize(user=user, group_by=["agent", "model", "day"], start=start, end=end)
-    agents: dict[str, dict[str, Any]] = {}
+    """Per agent: runs, success rate, tokens and spend (``usage_summarize`` by agent, without
+    per-group percentiles: the page shows them once, from ``run_stats``); per day: spend by
+    agent and by model, as chart data (one ledger aggregate, ``usage_spend_daily_list``)."""
+    rows = usage_summarize(user=user, group_by=["agent"], start=start, end=end, percentiles=False)
+    agents = [agent_row(row) for row in rows]
     by_agent_day: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     by_model_day: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    for row in rows:
-        agent = agents.setdefault(
-            row["agent"],
-            {
-                "agent": row["agent"],
-                "runs": 0,
-                "succeeded": 0,
-                "failed": 0,
-                "cost": Decimal(0),
-                "tokens": 0,
-            },
-        )
-        agent["runs"] += row["runs"]["total"]
-        agent["succeeded"] += row["runs"]["succeeded"]
-        agent["failed"] += sum(row["runs"][s] for s in ("failed", "timed_out", "blocked"))
-        agent["cost"] += row["cost_usd"]
-        agent["tokens"] += row["input_tokens"] + row["output_tokens"]
+    for row in usage_spend_daily_list(user=user, start=start, end=end):
         by_agent_day[row["agent"]][row["day"]] += row["cost_usd"]
         by_model_day[row["model"] or "?"][row["day"]] += row["cost_usd"]
-    for agent in agents.values():
-        finished = agent["succeeded"] + agent["failed"]
-        agent["success_rate"] = agent["succeeded"] / finished if finished else None
     days = _days(start, end)
     return {
-        "agents_table": sorted(agents.values(), key=lambda a: -a["cost"]),
-        "total_cost": sum((a["cost"] for a in agents.values()), Decimal(0)),
+        "agents_table": sorted(agents, key=lambda a: -a["cost"]),
+        "total_cost": sum((a["cost"] for a in agents), Decimal(0)),
         "spend_by_agent_chart": chart(days, by_agent_day),
         "spend_by_model_chart": chart(days, by_model_day),
+    }
+
+
+def agent_row(row: dict[str, Any]) -> dict[str, Any]:
+    """One line of the agents table from a ``usage_summarize`` group."""
+    runs = row["runs"]
+    failed = sum(runs[s] for s in ("failed", "timed_out", "blocked"))
+    finished = runs["succeeded"] + failed
+    return {
+        "agent": row["agent"],
+        "runs": runs["total"],
+        "succeeded": runs["succeeded"],
+        "failed": failed,
+        "cost": row["cost_usd"],
+        "tokens": row["input_tokens"] + row["output_tokens"],
+        "success_rate": runs["succeeded"] / finished if finished else None,
     }
 
 

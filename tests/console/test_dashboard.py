@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from decimal import Decimal
@@ -12,8 +13,10 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
 
-from agents.models import ModelCall, Run
+from agents.models import Agent, ModelCall, Run
 from agents.services import run_create
+from console.dashboard import spend_context
+from tests.conftest import token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -120,3 +123,58 @@ def test_an_unknown_window_falls_back_to_24_hours(bob_browser: Client) -> None:
     response = bob_browser.get("/admin/?window=<script>")
     assert response.status_code == 200
     assert 'aria-current="page" data-window="24h"' in response.content.decode()
+
+
+def test_the_dashboard_spend_matches_the_usage_api_for_the_same_window(
+    demo_agent: Any, alice: Any, bob: Any
+) -> None:
+    # Given runs of two agents on two models over several days
+    other = Agent.objects.create(
+        slug="other", name="Other", provider=demo_agent.provider, model_name="gpt-x"
+    )
+    for i, (agent, status) in enumerate(
+        [
+            (demo_agent, "succeeded"),
+            (demo_agent, "failed"),
+            (other, "succeeded"),
+            (other, "blocked"),
+        ]
+        * 3
+    ):
+        run = make_run(agent, alice, status, age=timedelta(days=i % 6, hours=i), cost=f"0.{i + 1}")
+        ModelCall.objects.filter(run=run).update(model=agent.model_name, input_tokens=10 * i)
+    end = timezone.now()
+    start = end - timedelta(days=7)
+    # When the dashboard and the usage API summarize the same window
+    page = spend_context(bob, start, end)
+    query = f"from={start.isoformat()}&to={end.isoformat()}".replace("+00:00", "Z")
+    api = token_client(bob)
+    by_agent = api.get(f"/api/v1/usage/?{query}&group_by=agent").json()["results"]
+    by_day = api.get(f"/api/v1/usage/?{query}&group_by=agent,model,day").json()["results"]
+    # Then the agents table has the API's runs, tokens and cost per agent
+    table = {a["agent"]: a for a in page["agents_table"]}
+    assert set(table) == {"demo-assistant", "other"}
+    for row in by_agent:
+        line = table[row["agent"]]
+        assert line["runs"] == row["runs"]["total"]
+        assert line["succeeded"] == row["runs"]["succeeded"]
+        assert line["tokens"] == row["input_tokens"] + row["output_tokens"]
+        assert line["cost"] == Decimal(row["cost_usd"])
+    assert page["total_cost"] == sum(Decimal(r["cost_usd"]) for r in by_agent)
+    # And both charts put the API's cost per agent, model and day on each day
+    charts = {
+        "agent": json.loads(page["spend_by_agent_chart"]),
+        "model": json.loads(page["spend_by_model_chart"]),
+    }
+    for key, chart in charts.items():
+        expected: dict[tuple[str, str], Decimal] = {}
+        for row in by_day:
+            name_day = (row[key], row["day"])
+            expected[name_day] = expected.get(name_day, Decimal(0)) + Decimal(row["cost_usd"])
+        shown = {
+            (dataset["label"], day): value
+            for dataset in chart["datasets"]
+            for day, value in zip(chart["labels"], dataset["data"], strict=True)
+            if value
+        }
+        assert shown == {k: float(v) for k, v in expected.items() if v}

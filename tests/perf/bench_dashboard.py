@@ -106,6 +106,20 @@ def time_dashboard(client: object, window: str) -> dict[str, float]:
     }
 
 
+def print_queries(client: object, window: str) -> None:
+    """The page's queries for one window, slowest first (Django's own timing of each)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        client.get(f"/admin/?window={window}")  # type: ignore[attr-defined]
+    timed = sorted(captured.captured_queries, key=lambda q: -float(q["time"]))
+    total = sum(float(q["time"]) for q in timed) * 1000
+    print(f"{window}: {len(timed)} queries, {total:.0f} ms in the database; slowest:")
+    for query in timed[:5]:
+        print(f"  {float(query['time']) * 1000:7.1f} ms  {query['sql'][:150]}")
+
+
 def main() -> None:
     import psycopg
 
@@ -135,6 +149,8 @@ def main() -> None:
         client = Client()
         client.force_login(user)
         rows = [time_dashboard(client, w) for w in ("24h", "7d", "30d")]
+        for window in ("24h", "30d"):
+            print_queries(client, window)
     finally:
         connections.close_all()
         with psycopg.connect(admin, autocommit=True) as conn:
