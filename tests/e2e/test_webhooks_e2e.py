@@ -3,6 +3,8 @@ webhook receiver on 127.0.0.1, signed, after its terminal transaction commits.""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.e2e.conftest import Stack
@@ -12,7 +14,25 @@ from tests.webhooks.receiver import running_receiver
 pytestmark = pytest.mark.e2e
 
 
+def wait_until_idle(stack: Stack, timeout: float = 60) -> None:
+    """No run of the (shared) stack still in flight: an earlier test's run that finishes
+    after the endpoint exists would be delivered to it too."""
+    deadline = time.monotonic() + timeout
+    with stack.client() as client:
+        while time.monotonic() < deadline:
+            busy = [
+                run
+                for status in ("queued", "running", "cancelling")
+                for run in client.get("/api/v1/runs/", params={"status": status}).json()["results"]
+            ]
+            if not busy:
+                return
+            time.sleep(0.2)
+    raise AssertionError(f"runs still in flight: {busy}")
+
+
 def test_a_finished_run_is_delivered_signed_to_its_owners_webhook(stack: Stack) -> None:
+    wait_until_idle(stack)
     with running_receiver(fail_first=1) as receiver, stack.client() as client:
         # given an endpoint for succeeded runs whose receiver fails the first attempt
         created = client.post(
