@@ -19,6 +19,7 @@ from core.errors import NotFoundError
 from core.pagination import BoundedLimitOffsetPagination
 from core.permissions import ModelPermission, has_perms
 from moderation.models import Flag, Policy
+from moderation.policy_services import policy_delete, policy_save
 from moderation.selectors import flag_list
 from moderation.serializers import (
     CheckResultSerializer,
@@ -28,7 +29,7 @@ from moderation.serializers import (
     FlagSerializer,
     PolicySerializer,
 )
-from moderation.services import flag_resolve, policy_check, policy_delete, policy_save
+from moderation.services import flag_resolve, policy_check
 
 
 class FlagListView(ListAPIView):
