@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# These machines export PYTHONDONTWRITEBYTECODE=1, so every Python process (each test's
+# daphne, worker and manage.py) compiled every module from source again: 3-8 s a process.
+# Bytecode caches go to __pycache__/, which git ignores.
+unexport PYTHONDONTWRITEBYTECODE
 # Tests talk to the real services; .ci/run starts them if they are down.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/switchyard
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
