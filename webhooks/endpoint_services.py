@@ -13,12 +13,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.models import Agent
+from core.address_policy import address_refusal
 from core.errors import ApplicationError
-from core.safe_http import (
-    RequestRefused,
-    address_refusal,
-    check_url,
-)
+from core.safe_http import RequestRefused, check_url
 from secrets_vault.services import secret_create, secret_delete, secret_rotate
 from webhooks.models import (
     EVENT_TYPES,

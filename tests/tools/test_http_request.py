@@ -18,15 +18,8 @@ from agents.tools import all_tools, get_tool, tool_config
 from agents.tools.registry import ToolContext
 from agents.tools.utils import call_tool, to_pydantic_ai
 from core import safe_http
-from core.safe_http import (
-    RequestFailed,
-    RequestRefused,
-    address_refusal,
-    check_url,
-    classify_ip,
-    host_allowed,
-    safe_request,
-)
+from core.address_policy import address_refusal, classify_ip, host_allowed
+from core.safe_http import RequestFailed, RequestRefused, check_url, safe_request
 from tests.tools.conftest import LocalServer
 
 SECRET = "sk-test-0123456789abcdef"
