@@ -6,36 +6,29 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import path
 from django.utils import timezone
-from unfold.admin import ModelAdmin, StackedInline
+from django.views.decorators.http import require_POST
+from unfold.admin import ModelAdmin
 
 from core.display import run_id_cell, severity_badge, when
 from core.errors import ApplicationError
-from moderation.models import Flag, Policy, Rule, Stage
+from moderation import engine
+from moderation.models import Flag, Policy
+from moderation.policy_services import policy_rules_renumber
+from moderation.rule_editor import TEST_TEXT_MAX, RuleForm, RuleInline, pattern_test
 from moderation.selectors import AGES, flag_age_filter, flag_queue
 from moderation.services import flag_resolve, flags_resolve
 
 
-class RuleForm(forms.ModelForm):
-    # Checkboxes instead of a raw JSON list; the model's clean() still validates it all.
-    stages = forms.MultipleChoiceField(
-        choices=Stage.choices,
-        widget=forms.CheckboxSelectMultiple,
-        initial=[s for s, _ in Stage.choices],
-    )
-
-    class Meta:
-        model = Rule
-        fields = ["order", "name", "kind", "params", "stages", "action", "severity", "is_active"]
-
-
-class RuleInline(StackedInline):
-    model = Rule
-    form = RuleForm
-    extra = 0
-    ordering = ["order", "id"]
+class PatternTestForm(forms.Form):
+    pattern = forms.CharField(required=False, strip=False)
+    case_sensitive = forms.BooleanField(required=False)
+    max_match_length = forms.IntegerField(required=False)
+    text = forms.CharField(required=False, strip=False, max_length=TEST_TEXT_MAX)
 
 
 @admin.register(Policy)
@@ -48,6 +41,52 @@ class PolicyAdmin(ModelAdmin):
     @admin.display(description="rules")
     def rule_count(self, policy: Policy) -> int:
         return policy.rules.count()
+
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view(require_POST(self.pattern_test_view))
+        return [
+            path("pattern-test/", view, name="moderation_policy_pattern_test"),
+            *super().get_urls(),
+        ]
+
+    def pattern_test_view(self, request: HttpRequest) -> HttpResponse:
+        """The rule editor's "Test pattern": where the engine matches a sample, or its error."""
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):
+            raise PermissionDenied
+        form = PatternTestForm(request.POST)
+        if not form.is_valid():
+            return JsonResponse({"error": "The test text is too long."}, status=400)
+        data = form.cleaned_data
+        params: dict[str, Any] = {
+            "pattern": data["pattern"],
+            "case_sensitive": data["case_sensitive"],
+        }
+        if data["max_match_length"] is not None:
+            params["max_match_length"] = data["max_match_length"]
+        try:
+            matches = pattern_test(params=params, text=data["text"])
+        except engine.RuleParamsError as exc:
+            return JsonResponse({"error": str(exc)}, status=400)
+        return JsonResponse({"matches": matches})
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # Typed numbers may collide (every new rule used to get 0): make them sequential.
+        policy_rules_renumber(policy=form.instance)
+        for formset in formsets:
+            for rule_form in getattr(formset, "forms", []):
+                if isinstance(rule_form, RuleForm) and rule_form.test_matches is not None:
+                    self.message_user(request, _test_message(rule_form), messages.INFO)
+
+
+def _test_message(form: RuleForm) -> str:
+    found = form.test_matches or []
+    name = form.cleaned_data.get("name", "")
+    if not found:
+        return f"Rule {name!r}: the pattern does not match the test text."
+    shown = ", ".join(f"«{m}»" for m in found[:10])
+    more = f" and {len(found) - 10} more" if len(found) > 10 else ""
+    return f"Rule {name!r}: {len(found)} match(es) in the test text: {shown}{more}."
 
 
 class AgeListFilter(admin.SimpleListFilter):

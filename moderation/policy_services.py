@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from core.errors import ApplicationError, ConflictError
 from moderation.models import Policy, Rule
@@ -87,3 +88,22 @@ def policy_delete(*, policy: Policy) -> None:
             details={"agents": slugs},
         )
     policy.delete()
+
+
+@transaction.atomic
+def policy_rules_renumber(*, policy: Policy) -> bool:
+    """Give a policy's rules sequential orders (0, 1, ...) when two of them share one.
+
+    Rules keep their relative order (by order, then id); with no collision nothing is
+    written. Returns whether the rules were renumbered.
+    """
+    rules = list(policy.rules.select_for_update().order_by("order", "id"))
+    orders = [r.order for r in rules]
+    if len(set(orders)) == len(orders):
+        return False
+    for index, rule in enumerate(rules):
+        rule.order = index
+    Rule.objects.bulk_update(rules, ["order"])
+    # bulk_update sends no signals: move the timestamp compiled policies are cached by.
+    Policy.objects.filter(pk=policy.pk).update(updated_at=timezone.now())
+    return True

@@ -232,6 +232,14 @@ def _message(kind: str, error: Any) -> str:
     return f"{kind} rule: {where}: {error['msg']}"
 
 
+def _param(kind: str, error: Any) -> str | None:
+    """The parameter an error is about; a regex's whole-pattern checks are the pattern's."""
+    loc = [str(part) for part in error["loc"][1:]]
+    if loc and error["type"] != "extra_forbidden":
+        return loc[0]
+    return "pattern" if kind == "regex" and not loc else None
+
+
 def validate_params(kind: str, params: dict) -> dict:
     """Validate a rule's parameters and return them with defaults filled in.
 
@@ -250,7 +258,8 @@ def validate_params(kind: str, params: dict) -> dict:
         model = _ADAPTER.validate_python({**params, "kind": kind})
     except ValidationError as exc:
         # All problems at once would be a wall of text; the first is enough to act on.
-        raise RuleParamsError(_message(kind, exc.errors()[0])) from None
+        error = exc.errors()[0]
+        raise RuleParamsError(_message(kind, error), param=_param(kind, error)) from None
     clean = model.model_dump(exclude={"kind"})
     if kind in _NO_ALLOW:
         clean.pop("allow")

@@ -35,7 +35,15 @@ SENSITIVE_KINDS = frozenset(PII_TYPES) | frozenset(SECRET_TYPES) | {"known_secre
 
 
 class RuleParamsError(ValueError):
-    """A rule's kind, action, stages or parameters are invalid (message is for humans)."""
+    """A rule's kind, action, stages or parameters are invalid (message is for humans).
+
+    ``param`` names the parameter at fault when one is, so an editor can show the message
+    on that parameter's field.
+    """
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 @dataclass(frozen=True)
