@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 from rest_framework.request import Request
@@ -27,13 +27,28 @@ from agents.serializers import (
 from agents.services import run_cancel, run_create
 from agents.thread_services import thread_create
 from core.errors import ApplicationError, ConflictError, NotFoundError
+from core.openapi import IDEMPOTENCY_KEY, error_responses
 from core.pagination import NewestFirstCursorPagination
 
 IDEMPOTENCY_KEY_MAX = 255
 
 
 class AgentRunCreateView(APIView):
-    @extend_schema(request=RunCreateSerializer, responses={201: RunSerializer, 200: RunSerializer})
+    @extend_schema(
+        summary="Start a run",
+        description="Queues a run of the agent with this input (201). It continues a thread "
+        "when `thread` is given, and `limits` can only lower the agent's. With an "
+        "Idempotency-Key the same key and body return the first run (200); the same key "
+        "with another body is a 422 idempotency_key_reused. An inactive agent is a 409 "
+        "agent_inactive, a spent monthly budget a 402 budget_exhausted.",
+        request=RunCreateSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={
+            201: RunSerializer,
+            200: RunSerializer,
+            **error_responses(402, 409, 422),
+        },
+    )
     def post(self, request: Request, slug: str) -> Response:
         agent = agent_list(request.user).filter(slug=slug).first()
         if agent is None:
@@ -68,6 +83,14 @@ class AgentRunCreateView(APIView):
         )
 
 
+@extend_schema_view(
+    get=extend_schema(
+        summary="List runs",
+        description="Your runs (everyone's with agents.view_run), newest first, by cursor. "
+        "The filters are validated: an unknown status or agent, a malformed date or an "
+        "empty value is a 400 naming the parameter, never an empty list.",
+    )
+)
 class RunListView(ListAPIView):
     """Runs, newest first, by cursor; filters validated by ``agents.filters.RunFilter``."""
 
@@ -81,6 +104,13 @@ class RunListView(ListAPIView):
         return run_list(self.request.user).select_related("owner")
 
 
+@extend_schema_view(
+    get=extend_schema(
+        summary="Read a run",
+        description="Status, input, output, error, usage, the agent version it ran with and "
+        "links. Another user's run is a 404 unless you hold agents.view_run.",
+    )
+)
 class RunDetailView(RetrieveAPIView):
     serializer_class = RunSerializer
     lookup_url_kwarg = "run_id"
@@ -94,6 +124,9 @@ class RunDetailView(RetrieveAPIView):
 
 class RunEventsView(APIView):
     @extend_schema(
+        summary="List a run's stored events",
+        description="Events with seq > after, at most limit (1-1000), oldest first; "
+        "next_after and has_more page on. The same envelopes the streams send.",
         parameters=[EventsQuerySerializer],
         responses=EventsPageSerializer,
     )
@@ -119,7 +152,16 @@ class RunEventsView(APIView):
 
 class RunCancelView(APIView):
     @extend_schema(
-        request=None, responses={200: CancelResultSerializer, 202: CancelResultSerializer}
+        summary="Cancel a run",
+        description="200 once cancelled, 202 while a worker is stopping it; repeating it is "
+        "harmless. A run that already ended otherwise is a 409 run_finished. Cancelling "
+        "another user's run takes agents.change_run.",
+        request=None,
+        responses={
+            200: CancelResultSerializer,
+            202: CancelResultSerializer,
+            **error_responses(409),
+        },
     )
     def post(self, request: Request, run_id: str) -> Response:
         # Cancelling someone else's run is a change to it, not a look at it.

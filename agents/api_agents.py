@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -38,6 +38,17 @@ def _agent(request: Request, slug: str) -> Agent:
     return agent
 
 
+def _agent_view(*, many: bool = False) -> PolymorphicProxySerializer:
+    """The schema of an agent as read: the whole configuration for those who may configure
+    agents, the public fields for everyone else (both closed, so exactly one matches)."""
+    return PolymorphicProxySerializer(
+        component_name="AgentView",
+        serializers=[AgentConfigSerializer, AgentSerializer],
+        resource_type_field_name=None,
+        many=many,
+    )
+
+
 def _agent_data(request: Request, agent: Agent) -> dict[str, Any]:
     if agent_may_configure(request.user):
         return AgentConfigSerializer(agent).data
@@ -55,7 +66,7 @@ class AgentListView(APIView):
         summary="List agents",
         description="Active agents for everyone who may run them; with agents.view_agent "
         "or agents.change_agent every agent with its whole configuration.",
-        responses=AgentConfigSerializer(many=True),
+        responses=_agent_view(many=True),
     )
     def get(self, request: Request) -> Response:
         paginator = BoundedLimitOffsetPagination()
@@ -65,6 +76,8 @@ class AgentListView(APIView):
 
     @extend_schema(
         summary="Create an agent",
+        description="Every field an operator sets in the admin, validated as the admin "
+        "does; the answer is the agent at version 1. A slug in use is a 400 naming it.",
         request=AgentConfigSerializer,
         responses={201: AgentConfigSerializer},
     )
@@ -79,7 +92,12 @@ class AgentDetailView(APIView):
     permission_classes = [ModelPermission]
     required_perms = {"PATCH": ["agents.change_agent"], "DELETE": ["agents.delete_agent"]}
 
-    @extend_schema(summary="Read an agent", responses=AgentConfigSerializer)
+    @extend_schema(
+        summary="Read an agent",
+        description="The whole configuration for holders of agents.view_agent or "
+        "agents.change_agent; the public fields for anyone else who may run it.",
+        responses=_agent_view(),
+    )
     def get(self, request: Request, slug: str) -> Response:
         return Response(_agent_data(request, _agent(request, slug)))
 

@@ -17,6 +17,7 @@ from agents.models import Provider
 from agents.provider_services import provider_check, provider_delete, provider_save
 from agents.serializers import ProviderCheckSerializer, ProviderSerializer
 from core.errors import NotFoundError
+from core.openapi import error_responses
 from core.pagination import BoundedLimitOffsetPagination
 from core.permissions import ModelPermission
 
@@ -79,7 +80,7 @@ class ProviderDetailView(APIView):
     @extend_schema(
         summary="Delete a provider",
         description="A provider that agents use is a 409 provider_in_use naming them.",
-        responses={204: OpenApiResponse(description="Deleted.")},
+        responses={204: OpenApiResponse(description="Deleted."), **error_responses(409)},
     )
     def delete(self, request: Request, name: str) -> Response:
         provider_delete(provider=_provider(name))

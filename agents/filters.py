@@ -8,7 +8,19 @@ from agents.lifecycle import RunStatus
 from agents.models import Agent, Run, Thread
 
 
-class RunFilter(filters.FilterSet):
+class StrictFilterSet(filters.FilterSet):
+    """A parameter given empty (``?thread=``) is a 400 naming it: django-filter would read
+    it as "no filter" and answer with everything, which the schema calls invalid."""
+
+    def is_valid(self) -> bool:
+        valid = super().is_valid()
+        blank = [name for name in self.filters if self.data.get(name, None) == ""]
+        for name in blank:
+            self.form.add_error(name, "This parameter may not be empty.")
+        return valid and not blank
+
+
+class RunFilter(StrictFilterSet):
     status = filters.ChoiceFilter(choices=RunStatus.choices, help_text="Only runs in this status.")
     agent = filters.ModelChoiceFilter(
         queryset=Agent.objects.all(),
@@ -28,7 +40,7 @@ class RunFilter(filters.FilterSet):
         fields = ["status", "agent", "thread", "created_after", "created_before"]
 
 
-class ThreadFilter(filters.FilterSet):
+class ThreadFilter(StrictFilterSet):
     owner = filters.CharFilter(
         field_name="owner__username",
         help_text="Only this user's threads (username; needs agents.view_thread for others).",

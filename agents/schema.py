@@ -17,6 +17,20 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
 
 RUN_STREAM_PATH = "/api/v1/runs/{run_id}/stream/"
 
+SSE_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "id": {"type": "string", "description": "The event's seq (Last-Event-ID on resume)."},
+        "event": {"type": "string", "description": "The event type, e.g. run.started."},
+        "data": {
+            "type": "string",
+            "description": "The event envelope as JSON: run, seq, type, at, data.",
+        },
+        "retry": {"type": "integer", "description": "Reconnect delay in milliseconds."},
+    },
+}
+
 
 def add_run_stream(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     """POSTPROCESSING_HOOK: the SSE stream is a plain async Django view (no thread per
@@ -52,7 +66,9 @@ def add_run_stream(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
             "responses": {
                 "200": {
                     "description": "The event stream.",
-                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    # One event of the stream (how schemathesis and OpenAPI 3.2's
+                    # itemSchema read a text/event-stream schema).
+                    "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
                 },
                 "204": {"description": "The run finished and every event was sent."},
             },

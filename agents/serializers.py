@@ -10,6 +10,7 @@ from agents.models import Agent, AgentVersion, Provider, Run, Thread
 from core.pagination import MAX_OFFSET
 from core.serializers import (
     StrictCharField,
+    StrictFieldsMixin,
     StrictIntegerField,
     StrictModelSerializer,
     StrictSerializer,
@@ -19,7 +20,10 @@ from moderation.models import Policy
 from secrets_vault.models import Secret
 
 
-class AgentSerializer(serializers.ModelSerializer):
+class AgentSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    """What anyone who may run an agent reads (read-only; strict so its schema is closed,
+    which tells it apart from AgentConfig in the answers that may be either)."""
+
     provider = serializers.CharField(source="provider.name")
     provider_kind = serializers.CharField(source="provider.kind")
 
@@ -163,7 +167,7 @@ class RunCreateSerializer(StrictSerializer):
 
 class ThreadCreateSerializer(StrictSerializer):
     agent = serializers.SlugField()
-    title = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    title = StrictCharField(required=False, allow_blank=True, max_length=200)
 
 
 class ThreadSerializer(serializers.ModelSerializer):

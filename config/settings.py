@@ -357,6 +357,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Control plane for LLM agents.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Request bodies get components of their own (FooRequest): without read-only fields
+    # in them or in their `required`, and with `minLength: 1` where blanks are refused.
+    "COMPONENT_SPLIT_REQUEST": True,
     # Swagger UI and ReDoc from drf-spectacular-sidecar's static files: no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -55,6 +55,20 @@ class NewestFirstCursorPagination(CursorPagination):
     page_size_query_param = "limit"
     max_page_size = 500
 
+    def get_page_size(self, request: Any) -> int | None:
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is not None and not (raw.isascii() and raw.isdigit() and int(raw) >= 1):
+            # DRF would fall back to the default page size for ``?limit=null``.
+            raise ValidationError({self.page_size_query_param: ["A whole number of at least 1."]})
+        return super().get_page_size(request)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1)
+        return parameters
+
     def decode_cursor(self, request: Any) -> Any:
         try:
             return super().decode_cursor(request)

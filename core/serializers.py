@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from django.db import models
 from rest_framework import serializers
 
 
@@ -31,10 +32,13 @@ class StrictSerializer(StrictFieldsMixin, serializers.Serializer):
     """A serializer that refuses unknown fields."""
 
 
-class StrictModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
-    """A model serializer that refuses unknown and read-only fields."""
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON boolean, and only that: DRF's BooleanField would take 0, 1, "yes" and "off"."""
 
-    refuse_read_only = True
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
 
 
 class StrictCharField(serializers.CharField):
@@ -53,6 +57,19 @@ class StrictIntegerField(serializers.IntegerField):
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class StrictModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    """A model serializer that refuses unknown and read-only fields, and takes booleans and
+    strings only as JSON booleans and strings."""
+
+    refuse_read_only = True
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.BooleanField: StrictBooleanField,
+        models.CharField: StrictCharField,
+        models.TextField: StrictCharField,
+    }
 
 
 MONEY_PLACES = 6

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import NotFoundError
+from core.openapi import error_responses
 from core.pagination import BoundedLimitOffsetPagination
 from core.permissions import ModelPermission, has_perms
 from moderation.models import Flag, Policy
@@ -82,7 +83,14 @@ class CheckView(APIView):
     permission_classes = [ModelPermission]
     required_perms = {"POST": ["moderation.view_policy"]}
 
-    @extend_schema(request=CheckSerializer, responses=CheckResultSerializer)
+    @extend_schema(
+        summary="Dry-run a moderation check",
+        description="Runs a stored policy (`policy`, by name) or inline `rules` on a text at "
+        "one stage and returns the findings and the verdict; nothing is stored or flagged. "
+        "An unknown policy is a 404.",
+        request=CheckSerializer,
+        responses={200: CheckResultSerializer, **error_responses(404)},
+    )
     def post(self, request: Request) -> Response:
         body = CheckSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -174,7 +182,7 @@ class PolicyDetailView(APIView):
     @extend_schema(
         summary="Delete a moderation policy",
         description="A policy that agents use is a 409 policy_in_use naming them.",
-        responses={204: OpenApiResponse(description="Deleted.")},
+        responses={204: OpenApiResponse(description="Deleted."), **error_responses(409)},
     )
     def delete(self, request: Request, name: str) -> Response:
         policy_delete(policy=_policy(name))

@@ -6,7 +6,12 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.pagination import MAX_OFFSET
-from core.serializers import StrictCharField, StrictModelSerializer, StrictSerializer
+from core.serializers import (
+    StrictBooleanField,
+    StrictCharField,
+    StrictModelSerializer,
+    StrictSerializer,
+)
 from moderation.engine import STAGES
 from moderation.models import Flag, Policy, Rule, Severity, Stage
 from moderation.selectors import AGE_CHOICES
@@ -75,7 +80,7 @@ class FlagQuerySerializer(StrictSerializer):
 class FlagResolveSerializer(StrictSerializer):
     decision = serializers.ChoiceField(choices=[str(d) for d in DECISIONS])
     note = StrictCharField(required=False, allow_blank=True, default="", max_length=2000)
-    allow_list = serializers.BooleanField(required=False, default=False)
+    allow_list = StrictBooleanField(required=False, default=False)
 
 
 @extend_schema_field(

@@ -5,8 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework import serializers
+from rest_framework.relations import MANY_RELATION_KWARGS
 
-from core.serializers import StrictSerializer
+from core.serializers import (
+    StrictBooleanField,
+    StrictCharField,
+    StrictIntegerField,
+    StrictSerializer,
+)
 from secrets_vault.crypto import SecretValue
 from secrets_vault.models import Secret, SecretVersion, name_validator
 from secrets_vault.services import MAX_VALUE_CHARS
@@ -45,6 +51,15 @@ class ValueCarryingSerializer(StrictSerializer):
         return f"<{type(self).__name__}>"
 
 
+class AgentSlugListField(serializers.ManyRelatedField):
+    """A JSON array of slugs, and only that: DRF's would iterate an object's keys."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, list):
+            self.fail("not_a_list", input_type=type(data).__name__)
+        return super().to_internal_value(data)
+
+
 class AgentSlugField(serializers.SlugRelatedField):
     """An agent named by its slug. The queryset comes from ``Secret.agents``'s model, so
     the vault does not import the agents app (imports point down)."""
@@ -53,30 +68,35 @@ class AgentSlugField(serializers.SlugRelatedField):
         agent_model = Secret._meta.get_field("agents").related_model
         super().__init__(slug_field="slug", queryset=agent_model._default_manager.all(), **kwargs)
 
+    @classmethod
+    def many_init(cls, *args: Any, **kwargs: Any) -> AgentSlugListField:
+        many = {k: v for k, v in kwargs.items() if k in MANY_RELATION_KWARGS}
+        return AgentSlugListField(child_relation=cls(*args, **kwargs), **many)
+
 
 class SecretCreateSerializer(ValueCarryingSerializer):
-    name = serializers.CharField(max_length=128, validators=[name_validator])
+    name = StrictCharField(max_length=128, validators=[name_validator])
     value = SecretValueField()
-    description = serializers.CharField(required=False, allow_blank=True, default="")
+    description = StrictCharField(required=False, allow_blank=True, default="")
     agents = AgentSlugField(many=True, required=False, default=list)
-    rotation_interval_days = serializers.IntegerField(
+    rotation_interval_days = StrictIntegerField(
         required=False, allow_null=True, min_value=1, max_value=36_500, default=None
     )
-    show_hint = serializers.BooleanField(required=False, default=True)
+    show_hint = StrictBooleanField(required=False, default=True)
 
 
 class SecretUpdateSerializer(StrictSerializer):
-    description = serializers.CharField(required=False, allow_blank=True)
+    description = StrictCharField(required=False, allow_blank=True)
     agents = AgentSlugField(many=True, required=False)
-    rotation_interval_days = serializers.IntegerField(
+    rotation_interval_days = StrictIntegerField(
         required=False, allow_null=True, min_value=1, max_value=36_500
     )
-    show_hint = serializers.BooleanField(required=False)
+    show_hint = StrictBooleanField(required=False)
 
 
 class SecretRotateSerializer(ValueCarryingSerializer):
     value = SecretValueField()
-    expected_version = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+    expected_version = StrictIntegerField(required=False, allow_null=True, min_value=0)
 
 
 class SecretVersionSerializer(serializers.ModelSerializer):
@@ -107,7 +127,7 @@ class SecretSerializer(serializers.ModelSerializer):
     agents = serializers.SerializerMethodField()
     rotation_due = serializers.BooleanField(read_only=True)
     rotation_due_at = serializers.DateTimeField(read_only=True, allow_null=True)
-    last_accessed_at = serializers.DateTimeField(read_only=True, default=None)
+    last_accessed_at = serializers.DateTimeField(read_only=True, allow_null=True, default=None)
     links = serializers.SerializerMethodField()
 
     class Meta:

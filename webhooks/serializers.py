@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from core.serializers import StrictCharField, StrictSerializer
+from core.serializers import StrictBooleanField, StrictCharField, StrictSerializer
 from webhooks.models import EVENT_TYPES, WebhookDelivery, WebhookEndpoint
 
 
@@ -65,7 +65,7 @@ class EndpointUpdateSerializer(StrictSerializer):
     )
     agent = serializers.SlugField(required=False, allow_null=True)
     description = StrictCharField(required=False, allow_blank=True, max_length=200)
-    is_active = serializers.BooleanField(required=False)
+    is_active = StrictBooleanField(required=False)
 
 
 class DeliverySerializer(serializers.ModelSerializer):

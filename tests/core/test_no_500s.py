@@ -89,8 +89,8 @@ def test_the_schema_matches_what_the_server_does() -> None:
     listed = paths["/api/v1/secrets/"]["get"]["responses"]["200"]["content"]["application/json"]
     assert listed["schema"]["$ref"].endswith("/PaginatedSecretList")
     assert components["Secret"]["properties"]["rotation_due_at"]["nullable"] is True
-    assert components["RunCreate"]["additionalProperties"] is False
-    assert components["RunLimits"]["additionalProperties"] is False
+    assert components["RunCreateRequest"]["additionalProperties"] is False
+    assert components["RunLimitsRequest"]["additionalProperties"] is False
     events = {
         p["name"]: p["schema"] for p in paths["/api/v1/runs/{run_id}/events/"]["get"]["parameters"]
     }

@@ -7,6 +7,7 @@ commands, and is driven only through HTTP and WebSockets.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -220,10 +221,11 @@ def _pg_available() -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def distributed_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
+@contextlib.contextmanager
+def private_distributed_stack(tmp: Path, redis_url: str, **settings: str) -> Iterator[Stack]:
+    """daphne + a Celery worker on a database, channel prefix and queue of their own,
+    with ``settings`` added to the environment; the database is dropped afterwards."""
     require_service("PostgreSQL", _pg_available())
-    tmp = tmp_path_factory.mktemp("distributed")
     db_name = f"switchyard_e2e_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db_name}"')
@@ -234,11 +236,22 @@ def distributed_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) 
     env["CHANNEL_PREFIX"] = f"e2e{uuid.uuid4().hex[:6]}"
     env["CELERY_QUEUE"] = env["CHANNEL_PREFIX"]
     env["WORKER_METRICS_PORT"] = str(free_port())
-    stack = boot(env, tmp, celery=True)
-    yield stack
-    stack.stop()
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+    env.update(settings)
+    try:
+        stack = boot(env, tmp, celery=True)
+        try:
+            yield stack
+        finally:
+            stack.stop()
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def distributed_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
+    with private_distributed_stack(tmp_path_factory.mktemp("distributed"), redis_url) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")
