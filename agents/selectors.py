@@ -222,11 +222,21 @@ def _usage_querysets(
 
 
 def usage_spend_daily_list(*, user: Any, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    """Ledger cost per (agent slug, model, UTC day) over ``start <= t < end``, the same rows
-    ``usage_summarize`` counts: one aggregate query on the ledger's ``created_at`` index."""
+    """Ledger tokens and cost per (agent slug, model, UTC day) over ``start <= t < end``, the
+    same rows ``usage_summarize`` counts: one aggregate query on the ledger's ``created_at``
+    index."""
     _, calls = _usage_querysets(user=user, start=start, end=end)
     keys = _usage_keys(["agent", "model", "day"], ledger=True)
-    rows = list(calls.annotate(**keys).values(*keys).annotate(cost=Sum("cost_usd")).order_by())
+    rows = list(
+        calls.annotate(**keys)
+        .values(*keys)
+        .annotate(
+            input_tokens=Sum("input_tokens"),
+            output_tokens=Sum("output_tokens"),
+            cost=Sum("cost_usd"),
+        )
+        .order_by()
+    )
     slugs = dict(
         Agent.objects.filter(pk__in={r["g_agent"] for r in rows}).values_list("pk", "slug")
     )
@@ -235,6 +245,8 @@ def usage_spend_daily_list(*, user: Any, start: datetime, end: datetime) -> list
             "agent": slugs.get(r["g_agent"], str(r["g_agent"])),
             "model": r["g_model"],
             "day": r["g_day"],
+            "input_tokens": r["input_tokens"] or 0,
+            "output_tokens": r["output_tokens"] or 0,
             "cost_usd": r["cost"] or Decimal(0),
         }
         for r in rows
@@ -249,12 +261,14 @@ def usage_summarize(
     end: datetime,
     agent: Agent | None = None,
     percentiles: bool = True,
+    ledger: bool = True,
 ) -> list[dict[str, Any]]:
     """Usage per group over ``start <= t < end``: runs by status and their p50/p95
     duration (runs by creation time), model requests, tokens and cost (ledger rows by
     their own time). Without ``agents.view_run`` only the user's own runs count.
-    ``percentiles=False`` leaves the durations ``None`` (the dashboard takes them once for
-    the window from ``run_stats``, not per group).
+    ``percentiles=False`` leaves the durations ``None`` and ``ledger=False`` the requests,
+    tokens and cost 0 (the dashboard takes percentiles once for the window from
+    ``run_stats`` and the ledger per day from ``usage_spend_daily_list``).
 
     Two aggregate queries, one on ``Run`` and one on the ``ModelCall`` ledger, each on a
     ``created_at`` index (with the agent or the owner in front when filtered by them); the
@@ -319,7 +333,7 @@ def usage_summarize(
             group = group_for(dict(zip(run_keys, key, strict=True)), run_keys)
             group["duration_p50_s"] = _percentile(values, 0.5)
             group["duration_p95_s"] = _percentile(values, 0.95)
-    for row in call_rows:
+    for row in call_rows if ledger else []:
         group = group_for(row, call_keys)
         group["model_requests"] = row["requests"]
         for name in ("input_tokens", "output_tokens", "cached_tokens"):
@@ -349,28 +363,24 @@ def usage_summarize(
 def run_stats(*, start: datetime, end: datetime, agent: Agent | None = None) -> dict[str, Any]:
     """Runs created in ``start <= t < end`` (of one agent, if given): counts by status, the
     success rate among finished runs, and p50/p95 of duration and of queue wait (created ->
-    started), in seconds. Two aggregate queries on the ``created_at`` index."""
+    started), in seconds. One aggregate query (counts and percentiles in a single scan) on
+    the ``created_at`` index."""
     runs = Run.objects.filter(created_at__gte=start, created_at__lt=end)
     if agent is not None:
         runs = runs.filter(agent=agent)
-    counts = dict(runs.values_list("status").annotate(n=Count("id")).order_by())
-    by_status = {s: counts.get(s, 0) for s in RUN_STATUSES}
-    finished = sum(by_status[s] for s in TERMINAL)
-    stats: dict[str, Any] = {
-        "runs": {"total": sum(by_status.values()), **by_status},
-        "success_rate": by_status[RunStatus.SUCCEEDED] / finished if finished else None,
-    }
+    counts: dict[str, Any] = {f"s_{s}": Count("id", filter=Q(status=s)) for s in RUN_STATUSES}
     duration = (F("finished_at") - F("started_at"), "started_at", "finished_at")
     wait = (F("started_at") - F("created_at"), "created_at", "started_at")
     if connection.vendor == "postgresql":
         row = runs.aggregate(
+            **counts,
             duration_p50=PercentileCont(EpochSeconds(duration[0]), 0.5),
             duration_p95=PercentileCont(EpochSeconds(duration[0]), 0.95),
             wait_p50=PercentileCont(EpochSeconds(wait[0]), 0.5),
             wait_p95=PercentileCont(EpochSeconds(wait[0]), 0.95),
         )
     else:
-        row = {}
+        row = runs.aggregate(**counts)
         for name, (_, first, last) in (("duration", duration), ("wait", wait)):
             pairs = runs.filter(**{f"{first}__isnull": False, f"{last}__isnull": False})
             values = [(b - a).total_seconds() for a, b in pairs.values_list(first, last)]
@@ -378,6 +388,12 @@ def run_stats(*, start: datetime, end: datetime, agent: Agent | None = None) -> 
                 _percentile(values, 0.5),
                 _percentile(values, 0.95),
             )
+    by_status = {s: row.pop(f"s_{s}") for s in RUN_STATUSES}
+    finished = sum(by_status[s] for s in TERMINAL)
+    stats: dict[str, Any] = {
+        "runs": {"total": sum(by_status.values()), **by_status},
+        "success_rate": by_status[RunStatus.SUCCEEDED] / finished if finished else None,
+    }
     for name, value in row.items():
         stats[f"{name}_s"] = round(float(value), 3) if value is not None else None
     return stats

@@ -84,37 +84,44 @@ def _days(start: Any, end: Any) -> list[date]:
 
 
 def spend_context(user: Any, start: Any, end: Any) -> dict[str, Any]:
-    """Per agent: runs, success rate, tokens and spend (``usage_summarize`` by agent, without
-    per-group percentiles: the page shows them once, from ``run_stats``); per day: spend by
-    agent and by model, as chart data (one ledger aggregate, ``usage_spend_daily_list``)."""
-    rows = usage_summarize(user=user, group_by=["agent"], start=start, end=end, percentiles=False)
-    agents = [agent_row(row) for row in rows]
+    """Per agent: runs and success rate (``usage_summarize`` by agent, without per-group
+    percentiles: the page shows them once, from ``run_stats``), tokens and spend; per day:
+    spend by agent and by model, as chart data. The ledger is read once, per agent, model
+    and day (``usage_spend_daily_list``), and summed here per agent."""
+    runs = usage_summarize(
+        user=user, group_by=["agent"], start=start, end=end, percentiles=False, ledger=False
+    )
+    agents = {row["agent"]: agent_row(row) for row in runs}
     by_agent_day: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     by_model_day: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     for row in usage_spend_daily_list(user=user, start=start, end=end):
+        agent = agents.setdefault(row["agent"], agent_row({"agent": row["agent"]}))
+        agent["cost"] += row["cost_usd"]
+        agent["tokens"] += row["input_tokens"] + row["output_tokens"]
         by_agent_day[row["agent"]][row["day"]] += row["cost_usd"]
         by_model_day[row["model"] or "?"][row["day"]] += row["cost_usd"]
     days = _days(start, end)
     return {
-        "agents_table": sorted(agents, key=lambda a: -a["cost"]),
-        "total_cost": sum((a["cost"] for a in agents), Decimal(0)),
+        "agents_table": sorted(agents.values(), key=lambda a: -a["cost"]),
+        "total_cost": sum((a["cost"] for a in agents.values()), Decimal(0)),
         "spend_by_agent_chart": chart(days, by_agent_day),
         "spend_by_model_chart": chart(days, by_model_day),
     }
 
 
 def agent_row(row: dict[str, Any]) -> dict[str, Any]:
-    """One line of the agents table from a ``usage_summarize`` group."""
-    runs = row["runs"]
-    failed = sum(runs[s] for s in ("failed", "timed_out", "blocked"))
+    """One line of the agents table from a ``usage_summarize`` group's run counts (no runs:
+    an agent with ledger rows only); tokens and cost are added from the ledger."""
+    runs = row.get("runs") or {"total": 0, "succeeded": 0}
+    failed = sum(runs.get(s, 0) for s in ("failed", "timed_out", "blocked"))
     finished = runs["succeeded"] + failed
     return {
         "agent": row["agent"],
         "runs": runs["total"],
         "succeeded": runs["succeeded"],
         "failed": failed,
-        "cost": row["cost_usd"],
-        "tokens": row["input_tokens"] + row["output_tokens"],
+        "cost": Decimal(0),
+        "tokens": 0,
         "success_rate": runs["succeeded"] / finished if finished else None,
     }
 

@@ -72,9 +72,11 @@ def fill(n_runs: int) -> None:
                 CASE WHEN s.status = 'queued' THEN NULL
                      ELSE t.created + interval '1 second' * (5 + i %% 20) END,
                 1, 100, 50, 0, false, 0.001
-            FROM generate_series(1, %s) AS i
-            CROSS JOIN LATERAL (SELECT now() - interval '30 days' * random() AS created) t
-            CROSS JOIN LATERAL (SELECT ({statuses})[1 + i %% 10] AS status) s
+            -- random() per row: a LATERAL subquery that does not use i runs once, which
+            -- put every run at the same instant.
+            FROM (SELECT n AS i, now() - interval '30 days' * random() AS created
+                  FROM generate_series(1, %s) AS n) t
+            CROSS JOIN LATERAL (SELECT ({statuses})[1 + t.i %% 10] AS status) s
             """,
             [agents, owner, n_runs],
         )
