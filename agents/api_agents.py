@@ -160,7 +160,11 @@ class AgentVersionDetailView(APIView):
     permission_classes = [ModelPermission]
     required_perms = {"GET": VERSION_READ_PERMS}
 
-    @extend_schema(summary="Read one version of an agent", responses=AgentVersionSerializer)
+    @extend_schema(
+        summary="Read one version of an agent",
+        description="The immutable snapshot: number, config, note, who made it and when.",
+        responses=AgentVersionSerializer,
+    )
     def get(self, request: Request, slug: str, number: int) -> Response:
         version = agent_version_list(_agent(request, slug)).filter(number=number).first()
         if version is None:

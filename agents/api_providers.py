@@ -36,7 +36,11 @@ class ProviderListView(APIView):
     permission_classes = [ModelPermission]
     required_perms = {"GET": ["agents.view_provider"], "POST": ["agents.add_provider"]}
 
-    @extend_schema(summary="List providers", responses=ProviderSerializer(many=True))
+    @extend_schema(
+        summary="List providers",
+        description="Every provider by name, paged; the key only as its vault secret's name.",
+        responses=ProviderSerializer(many=True),
+    )
     def get(self, request: Request) -> Response:
         paginator = BoundedLimitOffsetPagination()
         qs = Provider.objects.select_related("api_key").order_by("name")
@@ -45,6 +49,9 @@ class ProviderListView(APIView):
 
     @extend_schema(
         summary="Create a provider",
+        description="Where agents' models run: kind openai (any OpenAI-compatible endpoint), "
+        "anthropic or demo. The key is `api_key_secret`, the name of a vault secret, never "
+        "a value; an unknown secret is a 400 naming it.",
         request=ProviderSerializer,
         responses={201: ProviderSerializer},
     )
@@ -63,12 +70,19 @@ class ProviderDetailView(APIView):
         "DELETE": ["agents.delete_provider"],
     }
 
-    @extend_schema(summary="Read a provider", responses=ProviderSerializer)
+    @extend_schema(
+        summary="Read a provider",
+        description="Its settings and the name of its key's secret; never the key.",
+        responses=ProviderSerializer,
+    )
     def get(self, request: Request, name: str) -> Response:
         return Response(ProviderSerializer(_provider(name)).data)
 
     @extend_schema(
-        summary="Change a provider", request=ProviderSerializer, responses=ProviderSerializer
+        summary="Change a provider",
+        description='Changes the given fields; `"api_key_secret": null` removes the key.',
+        request=ProviderSerializer,
+        responses=ProviderSerializer,
     )
     def patch(self, request: Request, name: str) -> Response:
         provider = _provider(name)

@@ -38,7 +38,13 @@ class FlagListView(ListAPIView):
     required_perms = {"GET": ["moderation.view_flag"]}
     serializer_class = FlagSerializer
 
-    @extend_schema(parameters=[FlagQuerySerializer])
+    @extend_schema(
+        summary="List moderation flags",
+        description="The triage queue: open flags first, newest first, filtered by agent, "
+        "rule, run, kind, stage, severity, status and age; bad values are a 400 naming "
+        "the parameter.",
+        parameters=[FlagQuerySerializer],
+    )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
@@ -55,7 +61,13 @@ class FlagResolveView(APIView):
     permission_classes = [ModelPermission]
     required_perms = {"POST": ["moderation.view_flag", "moderation.change_flag"]}
 
-    @extend_schema(request=FlagResolveSerializer, responses=FlagSerializer)
+    @extend_schema(
+        summary="Resolve a moderation flag",
+        description="Records the decision and a note. With allow_list, the flagged value is "
+        "added to the matching rule's allow list, which also takes moderation.change_rule.",
+        request=FlagResolveSerializer,
+        responses=FlagSerializer,
+    )
     def post(self, request: Request, flag_id: int) -> Response:
         flag = Flag.objects.filter(pk=flag_id).first()
         if flag is None:
@@ -134,7 +146,11 @@ class PolicyListView(APIView):
     permission_classes = [ModelPermission]
     required_perms = {"GET": ["moderation.view_policy"], "POST": ["moderation.add_policy"]}
 
-    @extend_schema(summary="List moderation policies", responses=PolicySerializer(many=True))
+    @extend_schema(
+        summary="List moderation policies",
+        description="Every policy with its ordered rules, paged.",
+        responses=PolicySerializer(many=True),
+    )
     def get(self, request: Request) -> Response:
         paginator = BoundedLimitOffsetPagination()
         qs = Policy.objects.prefetch_related("rules").order_by("name")
@@ -162,7 +178,11 @@ class PolicyDetailView(APIView):
         "DELETE": ["moderation.delete_policy"],
     }
 
-    @extend_schema(summary="Read a moderation policy", responses=PolicySerializer)
+    @extend_schema(
+        summary="Read a moderation policy",
+        description="The policy, its fail mode and its rules in the order they run.",
+        responses=PolicySerializer,
+    )
     def get(self, request: Request, name: str) -> Response:
         return Response(PolicySerializer(_policy(name)).data)
 

@@ -66,7 +66,11 @@ class EndpointListView(EndpointView):
     # Read by the schema: these pages are documented as limit/offset pages.
     pagination_class = BoundedLimitOffsetPagination
 
-    @extend_schema(summary="List webhook endpoints", responses={200: EndpointSerializer(many=True)})
+    @extend_schema(
+        summary="List webhook endpoints",
+        description="Your endpoints (everyone's with webhooks.view_webhookendpoint), paged.",
+        responses={200: EndpointSerializer(many=True)},
+    )
     def get(self, request: Request) -> Response:
         paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(
@@ -96,7 +100,12 @@ class EndpointListView(EndpointView):
 
 
 class EndpointDetailView(EndpointView):
-    @extend_schema(summary="Get a webhook endpoint", responses={200: EndpointSerializer})
+    @extend_schema(
+        summary="Get a webhook endpoint",
+        description="Its URL, events, agent filter and state; the signing secret is shown "
+        "only at creation and rotation.",
+        responses={200: EndpointSerializer},
+    )
     def get(self, request: Request, endpoint_id: str) -> Response:
         return Response(EndpointSerializer(self.endpoint_or_404(request, endpoint_id)).data)
 
@@ -117,7 +126,12 @@ class EndpointDetailView(EndpointView):
         endpoint = endpoint_services.endpoint_update(endpoint=endpoint, **changes)
         return Response(EndpointSerializer(endpoint).data)
 
-    @extend_schema(summary="Delete a webhook endpoint", responses={204: None})
+    @extend_schema(
+        summary="Delete a webhook endpoint",
+        description="No more deliveries are made to it; the owner, or "
+        "webhooks.delete_webhookendpoint.",
+        responses={204: None},
+    )
     def delete(self, request: Request, endpoint_id: str) -> Response:
         endpoint = self.endpoint_or_404(request, endpoint_id)
         self.require_owner_or(request, endpoint, "webhooks.delete_webhookendpoint")
@@ -142,6 +156,8 @@ class EndpointRotateSecretView(EndpointView):
 class EndpointTestView(EndpointView):
     @extend_schema(
         summary="Send a test delivery",
+        description="Queues a signed `webhook.test` delivery to the endpoint (202); read its "
+        "outcome in the endpoint's deliveries.",
         request=None,
         responses={202: DeliverySerializer},
     )
@@ -157,7 +173,9 @@ class EndpointDeliveriesView(EndpointView):
     pagination_class = BoundedLimitOffsetPagination
 
     @extend_schema(
-        summary="List an endpoint's deliveries", responses={200: DeliverySerializer(many=True)}
+        summary="List an endpoint's deliveries",
+        description="Its deliveries with their status, attempts and last response, paged.",
+        responses={200: DeliverySerializer(many=True)},
     )
     def get(self, request: Request, endpoint_id: str) -> Response:
         endpoint = self.endpoint_or_404(request, endpoint_id)
