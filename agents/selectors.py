@@ -186,9 +186,11 @@ def _usage_keys(group_by: Sequence[str], *, ledger: bool) -> dict[str, Any]:
     return keys
 
 
-def _percentiles_in_python(runs: QuerySet[Run], keys: dict[str, Any]) -> dict[tuple, list[float]]:
+def _percentiles_in_python(
+    runs: QuerySet[Run], keys: dict[str, Any]
+) -> dict[tuple[Any, ...], list[float]]:
     """Durations per group for databases without ``percentile_cont`` (SQLite, embedded)."""
-    durations: dict[tuple, list[float]] = {}
+    durations: dict[tuple[Any, ...], list[float]] = {}
     rows = runs.filter(started_at__isnull=False, finished_at__isnull=False).annotate(**keys)
     for row in rows.values(*keys, "started_at", "finished_at"):
         group = tuple(row[k] for k in keys)
@@ -303,7 +305,7 @@ def usage_summarize(
         .order_by()
     )
 
-    groups: dict[tuple, dict[str, Any]] = {}
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     def group_for(row: dict[str, Any], keys: dict[str, Any]) -> dict[str, Any]:
         key = tuple(row[k] for k in keys)

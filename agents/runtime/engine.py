@@ -282,7 +282,8 @@ class RunExecution:
 def _messages_json(result: Any) -> list[Any]:
     import json
 
-    return json.loads(result.new_messages_json())
+    messages: list[Any] = json.loads(result.new_messages_json())
+    return messages
 
 
 async def execute_run(run_id: uuid.UUID | str) -> str | None:

@@ -31,7 +31,7 @@ def _owned(run_id: uuid.UUID, attempt: int) -> Any:
 
 def holds_claim(run_id: uuid.UUID, attempt: int) -> bool:
     """The fence before a provider call: does this attempt still own the run?"""
-    return _owned(run_id, attempt).exists()
+    return bool(_owned(run_id, attempt).exists())
 
 
 def lock_claim(run_id: uuid.UUID, attempt: int) -> bool:

@@ -34,39 +34,47 @@ class Guard:
     def active(self) -> bool:
         return self.moderation is not None
 
+    @property
+    def _moderation(self) -> Any:
+        """The run's moderation; only called once ``active`` said there is one."""
+        assert self.moderation is not None
+        return self.moderation
+
     async def _settle(self, source: Any, stage: str | None = None) -> None:
-        for payload in await self.moderation.record(source, stage):
+        for payload in await self._moderation.record(source, stage):
             self.emitter.emit("moderation.flagged", payload)
 
     async def check_input(self, text: str) -> str:
         """The prompt the model may see; raises RunBlocked before any model request."""
         if not self.active:
             return text
-        outcome = await self.moderation.check_input(text)
+        outcome = await self._moderation.check_input(text)
         await self._settle(outcome)
         if outcome.blocked is not None:
             raise RunBlocked("input", outcome.blocked.rule_name)
-        return outcome.text
+        text_out: str = outcome.text
+        return text_out
 
     async def check_tool_output(self, tool: str, text: str) -> str:
         if not self.active:
             return text
-        outcome = await self.moderation.check_tool_output(tool, text)
+        outcome = await self._moderation.check_tool_output(tool, text)
         await self._settle(outcome)
         if outcome.blocked is not None:
             raise RunBlocked("tool_output", outcome.blocked.rule_name)
-        return outcome.text
+        text_out: str = outcome.text
+        return text_out
 
     def start_part(self) -> None:
         self.part = []
-        self.stream = self.moderation.output_stream() if self.active else None
+        self.stream = self._moderation.output_stream() if self.active else None
 
     async def feed(self, delta: str) -> str:
         """Text of the current part that is safe to release now."""
         if self.stream is None:
             self.part.append(delta)
             return delta
-        released = self.stream.feed(delta)
+        released: str = self.stream.feed(delta)
         self.part.append(released)
         if self.stream.blocked is not None:
             await self._settle(self.stream)

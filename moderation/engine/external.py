@@ -30,7 +30,7 @@ class ExternalVerdict:
     error: str | None = None
 
 
-def _flagged_categories(result: dict[str, Any], params: dict) -> list[str]:
+def _flagged_categories(result: dict[str, Any], params: dict[str, Any]) -> list[str]:
     """Categories that count, honouring the rule's category filter and threshold."""
     wanted = params.get("categories")
     threshold = params.get("threshold")
@@ -54,13 +54,13 @@ def _parse(payload: Any) -> dict[str, Any]:
     return results[0]
 
 
-def _failure(params: dict, message: str) -> ExternalVerdict:
+def _failure(params: dict[str, Any], message: str) -> ExternalVerdict:
     # Fail-closed turns an outage into a finding; fail-open only notes the error.
     kinds = ["external_unavailable"] if params["fail_mode"] == "closed" else []
     return ExternalVerdict(kinds=kinds, error=message)
 
 
-async def check_external(text: str, params: dict, api_key: str | None) -> ExternalVerdict:
+async def check_external(text: str, params: dict[str, Any], api_key: str | None) -> ExternalVerdict:
     """Ask an OpenAI-compatible moderation endpoint about ``text``.
 
     ``params`` are the validated rule parameters. On timeout, transport error, non-2xx

@@ -153,6 +153,7 @@ class PhraseSet:
         already-returned match (rare: overlapping matches of two languages, or a match
         rejected at a word boundary) falls back to a fresh ``finditer`` from there.
         """
+        cache: tuple[str, dict[int, tuple[Any, Any, int]]] | None
         cache = getattr(self._local, "cache", None)
         if cache is None or cache[0] is not text:
             cache = (text, {})
@@ -257,7 +258,7 @@ def _union_detector(
 ) -> Detector:
     def validate(text: str, m: Any) -> int | None:
         if score(text, m.start(), m.end(), m.phrase.weight) >= threshold:
-            return m.end()
+            return int(m.end())
         return None
 
     # The exact prefix language of 240 phrases takes a minute to compile in RE2; "the last
@@ -348,7 +349,7 @@ def _spaced_detector(languages: tuple[str, ...], threshold: float, prio: int) ->
         words = [_SPACED_SEP.sub("", w) for w in re.split(r"[ .\-_*·|/+]{2,}", run)]
         follow = text[m.end() : m.end() + SPACED_FOLLOW]
         if plain.best_in(" ".join(w for w in words if w) + follow, threshold):
-            return m.end()
+            return int(m.end())
         compact = phrase_set(languages, "compact")  # built on first use: rarely needed
         return m.end() if compact.best_in(_SPACED_SEP.sub("", run) + follow, threshold) else None
 
@@ -412,16 +413,16 @@ _QUERY_DATA = re.compile(r"[?&#][^=&]{0,30}=[^&]{0,80}(?:" + _DATA_WORDS + r")",
 
 def _order_follows(text: str, m: Any) -> int | None:
     window = text[m.end() : m.end() + ORDER_WINDOW]
-    return m.end() if _ORDER.search(window) else None
+    return int(m.end()) if _ORDER.search(window) else None
 
 
 def _exfil_url(text: str, m: Any) -> int | None:
     url = m.group()
     query = url[url.find("?") :] if "?" in url else ""
     if _PLACEHOLDER.search(query or url.split("://", 1)[-1].split("/", 1)[-1]):
-        return m.end()
+        return int(m.end())
     if url.startswith("![") and query and _QUERY_DATA.search(query):
-        return m.end()
+        return int(m.end())
     return None
 
 

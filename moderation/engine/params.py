@@ -240,7 +240,7 @@ def _param(kind: str, error: Any) -> str | None:
     return "pattern" if kind == "regex" and not loc else None
 
 
-def validate_params(kind: str, params: dict) -> dict:
+def validate_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     """Validate a rule's parameters and return them with defaults filled in.
 
     Raises ``RuleParamsError`` (a ``ValueError``) with a message meant for the operator,
@@ -260,7 +260,7 @@ def validate_params(kind: str, params: dict) -> dict:
         # All problems at once would be a wall of text; the first is enough to act on.
         error = exc.errors()[0]
         raise RuleParamsError(_message(kind, error), param=_param(kind, error)) from None
-    clean = model.model_dump(exclude={"kind"})
+    clean: dict[str, Any] = model.model_dump(exclude={"kind"})
     if kind in _NO_ALLOW:
         clean.pop("allow")
     return clean
@@ -271,7 +271,7 @@ def params_schema() -> dict[str, Any]:
     return _ADAPTER.json_schema()
 
 
-def validate_rule(rule: RuleSpec) -> dict:
+def validate_rule(rule: RuleSpec) -> dict[str, Any]:
     """Validate a whole rule (kind, stages, action, severity, params); returns clean params."""
     if not rule.stages or not set(rule.stages) <= STAGES:
         raise RuleParamsError(

@@ -122,7 +122,9 @@ def _literal(text: str, mode: str) -> str:
 
 def _split_top(template: str) -> list[str]:
     """Split a template at spaces that are not inside brackets."""
-    tokens, depth, cur = [], 0, []
+    tokens: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in template:
         if ch in "([":
             depth += 1

@@ -99,7 +99,7 @@ def _email(text: str, m: Any) -> int | None:
     local = m.group().split("@", 1)[0]
     if local.startswith(".") or local.endswith(".") or ".." in local:
         return None
-    return m.end()
+    return int(m.end())
 
 
 def _phone(text: str, m: Any) -> int | None:
@@ -139,7 +139,7 @@ def _iban(text: str, m: Any) -> int | None:
     cut = len(raw)
     while cut > 0:
         if iban_ok(raw[:cut]):
-            return m.start() + cut
+            return int(m.start()) + cut
         cut = raw.rfind(" ", 0, cut)
     return None
 
@@ -166,7 +166,7 @@ def _ipv6(text: str, m: Any) -> int | None:
         ipaddress.IPv6Address(raw)
     except ValueError:
         return None
-    return m.end()
+    return int(m.end())
 
 
 # (type, pattern, validator, lookbehind context); list order is the priority among

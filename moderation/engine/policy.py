@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from .detectors import Detector, keyword_detector, re2_detector
 from .external import check_external
@@ -20,13 +21,13 @@ from .types import STAGES, Finding, RuleSpec, ScanResult
 KNOWN_SECRETS_RULE_ID = "builtin:known_secrets"
 
 
-def _keyword_detectors(params: dict) -> list[Detector]:
+def _keyword_detectors(params: dict[str, Any]) -> list[Detector]:
     terms = [normalise_literal(t, folded=True).strip() for t in params["terms"]]
     terms = [t for t in terms if t]
     return [keyword_detector(terms, whole_word=params["mode"] == "word")]
 
 
-def _regex_detectors(params: dict) -> list[Detector]:
+def _regex_detectors(params: dict[str, Any]) -> list[Detector]:
     sensitive = params["case_sensitive"]
     flags = 0 if sensitive else re.IGNORECASE
     analysis = analyse(params["pattern"], flags, params["max_match_length"])
@@ -42,7 +43,7 @@ def _regex_detectors(params: dict) -> list[Detector]:
     ]
 
 
-def _detectors(kind: str, params: dict, known: Sequence[str]) -> list[Detector]:
+def _detectors(kind: str, params: dict[str, Any], known: Sequence[str]) -> list[Detector]:
     if kind == "keyword":
         return _keyword_detectors(params)
     if kind == "regex":
@@ -60,7 +61,9 @@ def _detectors(kind: str, params: dict, known: Sequence[str]) -> list[Detector]:
     return []  # max_length and external have no pattern
 
 
-def _compile(index: int, spec: RuleSpec, params: dict, known: Sequence[str]) -> CompiledRule:
+def _compile(
+    index: int, spec: RuleSpec, params: dict[str, Any], known: Sequence[str]
+) -> CompiledRule:
     allow = frozenset(normalise_literal(a, folded=True).strip() for a in params.get("allow", ()))
     return CompiledRule(
         index=index,

@@ -280,7 +280,7 @@ def _max_width(items: Any, bound: int | None) -> int:
 
 def _min_width(items: Any) -> int:
     lo, _hi = sre_parse.SubPattern(sre_parse.State(), list(items)).getwidth()
-    return lo
+    return int(lo)
 
 
 # RE2-only syntax that Python's parser rejects; swapped for private-use placeholders.

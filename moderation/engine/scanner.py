@@ -93,7 +93,7 @@ def finding_of(raw: Raw, stage: str) -> Finding:
     )
 
 
-def render(text: str, offset: int, spans: Sequence[tuple[tuple, int, int, str]]) -> str:
+def render(text: str, offset: int, spans: Sequence[tuple[tuple[Any, ...], int, int, str]]) -> str:
     """Replace spans (sort key, start, end, kind) in ``text`` (which starts at ``offset``).
 
     Overlapping spans merge into one ``[REDACTED:<kind>]`` named after the span that
@@ -140,7 +140,7 @@ class Session:
         self.pending: list[Raw] = []
         self.known: list[Raw] = []  # sorted by key: raw findings kept for resolution
         self.max_raw_len = 0
-        self.final: list[tuple[tuple, Finding]] = []
+        self.final: list[tuple[tuple[Any, ...], Finding]] = []
         self.redacts: list[Raw] = []
         self.blocked: Finding | None = None
         self._length_raw: dict[int, Raw] = {}

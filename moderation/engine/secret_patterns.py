@@ -68,7 +68,7 @@ def _has_digit_and_letter(text: str, m: Any) -> int | None:
     # Real keys are random; hyphenated prose like "sk-learn-is-a-library" is not.
     value = m.group()
     if any(c.isdigit() for c in value) and any(c.isalpha() for c in value):
-        return m.end()
+        return int(m.end())
     return None
 
 

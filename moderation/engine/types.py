@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 STAGES = frozenset({"input", "output", "tool_output"})
 ACTIONS = ("allow", "redact", "flag", "block")
@@ -53,7 +54,7 @@ class RuleSpec:
     id: str
     name: str
     kind: str
-    params: dict
+    params: dict[str, Any]
     stages: frozenset[str]
     action: str
     severity: str = "medium"
