@@ -303,7 +303,7 @@ class RuleFormSet(PaginationInlineFormSet):
                 form.instance.order = form.cleaned_data["order"] = last
 
 
-def _kind_fieldset(title: str, kinds: tuple[str, ...], fields: list[Any]) -> Any:
+def _kind_fieldset(title: str | None, kinds: tuple[str, ...], fields: list[Any]) -> Any:
     classes = ["sy-rule-params", *(f"sy-rule-kind-{k}" for k in kinds)]
     return (title, {"fields": fields, "classes": classes})
 
@@ -346,7 +346,7 @@ class RuleInline(StackedInline):
                 ("external_threshold", "external_api_key_secret"),
             ],
         ),
-        _kind_fieldset("Allow list", KINDS_WITH_ALLOW, ["allow"]),
+        _kind_fieldset(None, KINDS_WITH_ALLOW, ["allow"]),
         ("Advanced (JSON)", {"fields": ["params"], "classes": ["collapse"]}),
     ]
 
