@@ -13,7 +13,7 @@ unexport PYTHONDONTWRITEBYTECODE
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/switchyard
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: help setup run dev worker beat migrate seed test test-fast check bench lint fmt shell logs clean
+.PHONY: help setup run dev worker beat migrate seed test test-fast check bench demo-video lint fmt shell logs clean
 
 help: ## This list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -70,6 +70,9 @@ check: lint ## Lint, types and the fast tests (what to run before a commit)
 bench: setup ## Benchmarks in tests/perf (prints tables, writes var/bench/*.json)
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 	  $(PY) tests/perf/run_all.py
+
+demo-video: setup ## Record docs/media/demo-*.webm: three console scenarios in headless chromium (ffmpeg)
+	$(PY) scripts/demo_video.py
 
 lint: setup ## Ruff lint and format check, mypy (config in pyproject.toml)
 	$(VENV)/bin/ruff check .
