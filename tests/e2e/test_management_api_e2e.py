@@ -7,6 +7,10 @@ The fake provider (this test process, 127.0.0.1: the network edge) records what 
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import ROOT, Stack
 from tests.fakes.provider_server import FakeProviderServer, Scenario
 
 pytestmark = pytest.mark.e2e
@@ -169,3 +173,19 @@ def test_the_check_returns_the_providers_401_without_the_key(
         "message": "Incorrect API key provided: [redacted].",
     }
     assert KEY_VALUE not in check.text
+
+
+def test_the_python_client_example_in_the_api_docs_works(distributed_stack: Stack) -> None:
+    # given the httpx example of docs/api.md, as written
+    text = (ROOT / "docs" / "api.md").read_text()
+    section = text[text.index("## A Python client (httpx)") :]
+    code = section[section.index("```python\n") + 10 : section.index("\n```\n")]
+    # when it runs against the stack
+    env = {**os.environ, "SY": distributed_stack.base_url, "TOKEN": distributed_stack.token}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    # then it streamed the answer and read the usage, as the docs say it prints
+    assert done.returncode == 0, done.stderr
+    assert "The result is 84." in done.stdout, done.stdout
+    assert re.search(r"(?m)^example-calc 1 succeeded, cost \d+\.\d{6}$", done.stdout), done.stdout
