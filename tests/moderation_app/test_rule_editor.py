@@ -259,3 +259,25 @@ def test_the_rules_can_be_dragged_into_order(staff: Client) -> None:
     body = staff.get(f"/admin/moderation/policy/{policy.pk}/change/").content.decode()
     assert 'data-ordering-field="order"' in body
     assert "moderation/rule_editor.js" in body
+
+
+def test_the_migration_makes_colliding_orders_sequential() -> None:
+    # given a policy whose rules all have order 0 and one whose orders are distinct
+    from importlib import import_module
+
+    from django.apps import apps
+
+    clash = Policy.objects.create(name="clash")
+    fine = Policy.objects.create(name="fine")
+    for i in range(3):
+        Rule.objects.create(policy=clash, name=f"c{i}", kind="pii", order=0)
+        Rule.objects.create(policy=fine, name=f"f{i}", kind="pii", order=10 * (3 - i))
+    # when the data migration runs
+    import_module("moderation.migrations.0002_rule_orders_sequential").renumber(apps, None)
+    # then only the colliding policy is renumbered, in its old order
+    assert list(clash.rules.order_by("order").values_list("name", "order")) == [
+        ("c0", 0),
+        ("c1", 1),
+        ("c2", 2),
+    ]
+    assert list(fine.rules.order_by("order").values_list("order", flat=True)) == [10, 20, 30]
