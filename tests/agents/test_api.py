@@ -8,7 +8,7 @@ import pytest
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 RUNS = "/api/v1/agents/demo-assistant/runs/"
 
@@ -108,6 +108,8 @@ def test_users_see_only_their_own_runs_and_staff_see_all(
     assert_error(alice_api.get("/api/v1/runs/not-a-uuid/"), 404, "not_found")
 
 
+# Counts the hand-overs, which run_create makes on commit: the rows must really commit.
+@pytest.mark.django_db(transaction=True)
 def test_the_same_idempotency_key_returns_the_same_run(
     alice_api: APIClient, charlie_api: APIClient, demo_agent: Any, _no_executor: list[Any]
 ) -> None:

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from tests.agents.test_api import assert_error
 from tests.fakes.provider_server import FakeProviderServer, Scenario
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 PROVIDERS = "/api/v1/providers/"
 KEY_VALUE = "sk-test-provider-key-0123456789"

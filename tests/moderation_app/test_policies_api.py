@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from tests.agents.test_api import assert_error
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 POLICIES = "/api/v1/moderation/policies/"
 
