@@ -127,11 +127,18 @@ def test_the_rule_editor_saves_a_keyword_rule_and_shows_the_engines_regex_error(
     assert page.locator(f"textarea[name={prefix}-keyword_terms]").is_visible()
     assert page.locator(f"input[name={prefix}-regex_pattern]").is_hidden()
     page.fill(f"textarea[name={prefix}-keyword_terms]", "acme\nglobex")
+    partners = add_rule(page, "keyword", "Partners")
+    page.fill(f"textarea[name={partners}-keyword_terms]", "initech")
     # When it is saved
     page.click("button[name=_continue]")
-    # Then the rule is stored and shown with its terms
+    # Then the rules are stored in the order shown, with their terms
     page.wait_for_url("**/change/")
     assert page.input_value("textarea[name=rules-0-keyword_terms]") == "acme\nglobex"
+    assert [page.input_value(f"input[name=rules-{i}-order]") for i in (0, 1)] == ["0", "1"]
+    # When the first rule is given a higher number than the second and the policy saved
+    page.fill("input[name=rules-0-order]", "5")
+    page.click("button[name=_continue]")
+    page.wait_for_url("**/change/")
     # Given a regex rule RE2 cannot compile
     regex = add_rule(page, "regex", "Order ids")
     page.fill(f"input[name={regex}-regex_pattern]", "(unclosed")
@@ -152,8 +159,8 @@ def test_the_rule_editor_saves_a_keyword_rule_and_shows_the_engines_regex_error(
     assert error.is_visible() and error.text_content().strip() == message
     with console_stack.client() as client:
         stored = client.get(f"/api/v1/moderation/policies/{name}/").json()
-    assert [r["name"] for r in stored["rules"]] == ["Competitors"]
-    assert stored["rules"][0]["params"]["terms"] == ["acme", "globex"]
+    assert [r["name"] for r in stored["rules"]] == ["Partners", "Competitors"]
+    assert stored["rules"][1]["params"]["terms"] == ["acme", "globex"]
 
 
 @pytest.mark.parametrize(
