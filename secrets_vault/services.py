@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from types import EllipsisType
 from typing import Any
 
 import structlog
@@ -253,7 +254,7 @@ def secret_update(
     secret: Secret,
     description: str | None = None,
     agents: Iterable[Any] | None = None,
-    rotation_interval_days: int | None | type[...] = ...,
+    rotation_interval_days: int | None | EllipsisType = ...,  # ...: leave it unchanged
     show_hint: bool | None = None,
     actor: Actor = None,
 ) -> Secret:
@@ -264,7 +265,7 @@ def secret_update(
         if description is not None:
             locked.description = description
             fields.append("description")
-        if rotation_interval_days is not ...:
+        if not isinstance(rotation_interval_days, EllipsisType):
             locked.rotation_interval_days = rotation_interval_days
             fields.append("rotation_interval_days")
         if show_hint is not None:
