@@ -308,7 +308,8 @@ def flag_resolve(
             note=f"Allow-listed with flag #{locked.pk}.",
         )
     locked.status = decision
-    locked.reviewer = reviewer
+    # django-stubs types the key as User; callers hold request.user's AbstractBaseUser.
+    locked.reviewer = reviewer  # type: ignore[assignment]
     locked.reviewed_at = now
     if note:
         locked.note = note
@@ -351,20 +352,23 @@ def adhoc_rules_parse(raw: Any) -> list[engine.RuleSpec]:
     return specs
 
 
+def _nonempty_str(field: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise engine.RuleParamsError(f"'{field}' must be a non-empty string")
+    return value
+
+
 def _adhoc_rule(index: int, item: Any) -> engine.RuleSpec:
     if not isinstance(item, dict):
         raise engine.RuleParamsError("a rule must be an object")
     unknown = sorted(set(item) - _RULE_KEYS)
     if unknown:
         raise engine.RuleParamsError(f"unknown field(s) {', '.join(unknown)}")
-    name = item.get("name", f"rule {index + 1}")
-    kind = item.get("kind")
+    name = _nonempty_str("name", item.get("name", f"rule {index + 1}"))
+    kind = _nonempty_str("kind", item.get("kind"))
+    action = _nonempty_str("action", item.get("action", "flag"))
     stages = item.get("stages", sorted(engine.STAGES))
-    action = item.get("action", "flag")
     severity = item.get("severity", "medium")
-    for field, value in (("name", name), ("kind", kind), ("action", action)):
-        if not isinstance(value, str) or not value:
-            raise engine.RuleParamsError(f"'{field}' must be a non-empty string")
     if severity not in SEVERITIES:
         raise engine.RuleParamsError(f"'severity' must be one of {', '.join(SEVERITIES)}")
     if not isinstance(stages, list) or not all(isinstance(s, str) for s in stages):
