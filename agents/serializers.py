@@ -3,6 +3,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agents.agent_services import EDITABLE_FIELDS
@@ -48,6 +49,16 @@ class AgentSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         read_only_fields = fields
 
 
+@extend_schema_field({"type": "array", "items": {"type": "string"}})
+class NameListField(serializers.JSONField):
+    """A JSON list of names; its shape is checked by the model (``Agent.clean``)."""
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class JsonObjectField(serializers.JSONField):
+    """A JSON object; its shape is checked by the model (``Agent.clean``)."""
+
+
 class AgentConfigSerializer(StrictModelSerializer):
     """Every field an operator sets in the admin, with the model's names; for writes and
     for readers who may configure agents. Validation beyond the field types is the
@@ -57,6 +68,13 @@ class AgentConfigSerializer(StrictModelSerializer):
     provider_kind = serializers.CharField(source="provider.kind", read_only=True)
     moderation_policy = serializers.SlugRelatedField(
         slug_field="name", queryset=Policy.objects.all(), allow_null=True, required=False
+    )
+    tools = NameListField(required=False, help_text=Agent._meta.get_field("tools").help_text)
+    tool_config = JsonObjectField(
+        required=False, help_text=Agent._meta.get_field("tool_config").help_text
+    )
+    model_settings = JsonObjectField(
+        required=False, help_text=Agent._meta.get_field("model_settings").help_text
     )
     links = serializers.SerializerMethodField()
 

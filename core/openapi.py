@@ -79,6 +79,20 @@ def _error_ref() -> dict[str, Any]:
     return {"$ref": "#/components/schemas/Error"}
 
 
+# Query parameters an empty value is allowed for: DRF reads `?cursor=` as the first page.
+EMPTY_ALLOWED = frozenset({"cursor"})
+
+
+def _no_empty_query_values(params: list[dict[str, Any]]) -> None:
+    """Every list filter and query field refuses an empty value with a 400 naming it
+    (agents.filters.StrictFilterSet, serializers' allow_blank=False): say so."""
+    for param in params:
+        schema = param.get("schema", {})
+        if param.get("in") == "query" and param["name"] not in EMPTY_ALLOWED:
+            if schema.get("type") == "string" and "enum" not in schema:
+                schema.setdefault("minLength", 1)
+
+
 def add_common_errors(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     """POSTPROCESSING_HOOK: every operation documents the errors any request can meet
     (401 and 403 when authenticated, 429, 404 with path parameters, 400/413/415 with a
@@ -90,6 +104,7 @@ def add_common_errors(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
             if method not in {"get", "post", "put", "patch", "delete"}:
                 continue
             params = operation.get("parameters", [])
+            _no_empty_query_values(params)
             statuses = {406, 429}
             if operation.get("security") != [{}] and operation.get("security", None) != []:
                 statuses |= {401, 403}

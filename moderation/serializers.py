@@ -141,14 +141,24 @@ class CheckResultSerializer(serializers.Serializer):
     skipped = serializers.ListField(child=serializers.CharField())
 
 
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {"type": "string", "enum": sorted(STAGES)},
+        "minItems": 1,
+        "uniqueItems": True,
+    }
+)
+class StageListField(serializers.ListField):
+    """Stages as the schema documents them; the engine validates them, with its message."""
+
+
 class RuleSerializer(StrictModelSerializer):
     """One rule of a policy; ``params`` are checked by the engine, with its messages."""
 
     # The engine validates params and stages (Rule.clean); here only their JSON types.
     params = serializers.DictField(required=False, default=dict)
-    stages = serializers.ListField(
-        child=serializers.CharField(), required=False, default=sorted(STAGES)
-    )
+    stages = StageListField(child=serializers.CharField(), required=False, default=sorted(STAGES))
 
     class Meta:
         model = Rule
