@@ -49,7 +49,8 @@ def agent_run_config(agent: Agent) -> dict[str, Any]:
         if field == "provider":
             config[field] = agent.provider.name
         elif field == "moderation_policy":
-            config[field] = agent.moderation_policy.name if agent.moderation_policy_id else None
+            policy = agent.moderation_policy
+            config[field] = policy.name if policy is not None else None
         else:
             value = getattr(agent, field)
             config[field] = str(value) if isinstance(value, Decimal) else value

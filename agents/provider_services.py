@@ -20,7 +20,7 @@ from core.safe_http import RequestFailed, RequestRefused, safe_request
 
 Actor = AbstractBaseUser | None
 
-DEFAULT_BASE_URLS = {
+DEFAULT_BASE_URLS: dict[str, str] = {
     ProviderKind.OPENAI: "https://api.openai.com/v1",
     ProviderKind.ANTHROPIC: "https://api.anthropic.com/v1",
 }
@@ -97,7 +97,7 @@ def provider_check(*, provider: Provider, actor: Actor = None) -> dict[str, Any]
     if provider.kind == ProviderKind.DEMO:
         return {"ok": True, "latency_ms": 0.0, "status": None}
     key = ""
-    if provider.api_key_id is not None:
+    if provider.api_key is not None:
         from secrets_vault.reveal_services import secret_reveal
 
         key = secret_reveal(

@@ -415,7 +415,7 @@ def run_unfinished_stats(*, now: datetime, stale_after_s: float) -> dict[str, An
         )
         .order_by()
     )
-    by_status = {row["status"]: row for row in rows}
+    by_status: dict[str, dict[str, Any]] = {row["status"]: dict(row) for row in rows}
     return {
         "by_status": {s: by_status.get(s, {}).get("n", 0) for s in UNFINISHED},
         "stale": sum(by_status.get(s, {}).get("stale", 0) for s in ACTIVE),
@@ -456,7 +456,7 @@ def agent_budget_use_list(*, since: datetime) -> list[dict[str, Any]]:
                 "agent": slug,
                 "budget_usd": budget,
                 "spent_usd": used,
-                "ratio": float(used / budget),
+                "ratio": float(used / budget) if budget else 0.0,  # the query keeps budgets > 0
             }
         )
     return result
