@@ -239,6 +239,8 @@ def finish(
 
 def start_next_queued(agent: Agent) -> None:
     """After a run of a concurrency-limited agent ends, start its oldest queued run."""
+    if agent.max_concurrent_runs is None:  # not limited: nothing waits for a slot
+        return
     agent_id = agent.pk
     from agents.runtime.executors import enqueue_run
 

@@ -68,9 +68,9 @@ def request_tokens(messages: list[ModelMessage]) -> int:
                 elif isinstance(part, ToolReturnPart):
                     total += count_tokens(part.model_response_str())
         elif isinstance(message, ModelResponse):
-            for part in message.parts:
-                if isinstance(part, TextPart):
-                    total += count_tokens(part.content)
+            for response_part in message.parts:
+                if isinstance(response_part, TextPart):
+                    total += count_tokens(response_part.content)
                 elif isinstance(part, ToolCallPart):
                     total += count_tokens(part.tool_name) + count_tokens(part.args_as_json_str())
     return total

@@ -17,12 +17,15 @@ known). ``P`` is matched with RE2, so checking it is linear-time even for operat
 
 from __future__ import annotations
 
+import importlib
 import re
-from re import _constants as C
-from re import _parser as sre_parse
 from typing import Any
 
 import re2
+
+# The stdlib's regex parser (no public API, no stubs): it measures a pattern's width.
+C: Any = importlib.import_module("re._constants")
+sre_parse: Any = importlib.import_module("re._parser")
 
 MAXREPEAT = C.MAXREPEAT
 RE2_MAX_REPEAT = 1000
