@@ -6,6 +6,7 @@ that made them true has committed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -187,7 +188,7 @@ def run_create(
             extra_instructions=extra_instructions,
             model_settings=model_settings,
         )
-        existing = Run.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
+        existing = Run.objects.filter(owner_id=owner.pk, idempotency_key=idempotency_key).first()
         if existing is not None:
             return _idempotent_replay(existing, fingerprint), False
     if thread is not None and thread.agent_id != agent.pk:
@@ -216,7 +217,8 @@ def run_create(
         )
     try:
         with transaction.atomic():
-            run = Run.objects.create(
+            # django-stubs types the key as User; callers hold request.user's AbstractBaseUser.
+            run = Run.objects.create(  # type: ignore[misc]
                 agent=agent,
                 owner=owner,
                 input=input,
@@ -238,7 +240,7 @@ def run_create(
         if not idempotency_key:
             raise
         # A concurrent request with the same key won the insert; return its run.
-        existing = Run.objects.get(owner=owner, idempotency_key=idempotency_key)
+        existing = Run.objects.get(owner_id=owner.pk, idempotency_key=idempotency_key)
         return _idempotent_replay(existing, fingerprint), False
     return run, True
 
@@ -448,7 +450,7 @@ def runs_reap(
                 # the attempt judged stale, still stale: not a later attempt meanwhile claimed
                 only_if={"attempt": attempt, "heartbeat_at__lt": cutoff},
             ):
-                transaction.on_commit(lambda r=run_id: run_hand_over(run_id=r))
+                transaction.on_commit(functools.partial(run_hand_over, run_id=run_id))
                 counts["requeued"] += 1
         elif run_transition(
             run_id=run_id,
