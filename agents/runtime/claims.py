@@ -103,10 +103,10 @@ def claim(run_id: uuid.UUID) -> tuple[Run, RunEvent] | None:
     if event is None:
         return None
     if run_id != run.pk:  # the concurrency limit started an older run instead
-        run = Run.objects.select_related("agent").get(pk=run_id)
-    else:  # what the UPDATE just wrote; no need to read the row again
-        run.status, run.started_at, run.heartbeat_at = RunStatus.RUNNING, now, now
-        run.attempt += 1
+        return Run.objects.select_related("agent").get(pk=run_id), event
+    # what the UPDATE just wrote; no need to read the row again
+    run.status, run.started_at, run.heartbeat_at = RunStatus.RUNNING, now, now
+    run.attempt += 1
     return run, event
 
 
