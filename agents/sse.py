@@ -55,7 +55,7 @@ async def _authenticate(request: HttpRequest) -> Any:
     authorization = request.headers.get("Authorization", "")
     if authorization.lower().startswith("bearer "):
         return await user_for_token(authorization[7:].strip())
-    return await request.auser()  # type: ignore[attr-defined]
+    return await request.auser()
 
 
 def _event(frame: Frame) -> bytes:

@@ -21,7 +21,9 @@ CHECK_MAX_CHARS = 200_000
 
 
 class FlagSerializer(serializers.ModelSerializer):
-    agent = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    agent: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
     reviewer = serializers.SerializerMethodField()
     allow_listable = serializers.SerializerMethodField()
     links = serializers.SerializerMethodField()

@@ -26,6 +26,7 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -56,7 +57,7 @@ class Keyring:
     def __repr__(self) -> str:
         return f"<Keyring source={self.source} active={self.active_id} ids={sorted(self.keys)}>"
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str | tuple[Any, ...]:
         raise TypeError("A keyring cannot be pickled.")
 
     @property

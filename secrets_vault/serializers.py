@@ -170,4 +170,5 @@ class SecretDetailSerializer(SecretSerializer):
     def get_versions(self, secret: Secret) -> list[dict[str, Any]]:
         from secrets_vault.selectors import secret_version_list
 
-        return SecretVersionSerializer(secret_version_list(secret), many=True).data
+        # many=True gives a ReturnList, which the stubs type as a ReturnDict.
+        return list(SecretVersionSerializer(secret_version_list(secret), many=True).data)

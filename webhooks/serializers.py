@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from core.serializers import StrictBooleanField, StrictCharField, StrictSerializer
@@ -8,7 +10,9 @@ from webhooks.models import EVENT_TYPES, WebhookDelivery, WebhookEndpoint
 
 class EndpointSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.get_username", read_only=True)
-    agent = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    agent: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
     rotation_overlap_until = serializers.DateTimeField(
         source="previous_secret_valid_until", read_only=True, allow_null=True
     )
