@@ -6,41 +6,15 @@ Debian's ``chromium`` driven by Playwright's Python package (no browser download
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.conftest import require_service
 from tests.e2e.conftest import Stack
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 LONG_INPUT = " ".join(f"word{i}" for i in range(150))  # ~3 s at 20 ms per word
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require_service("Playwright (pip install playwright)", False)
-    require_service("Chromium (apt-get install chromium)", shutil.which(CHROMIUM) is not None)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def admin_page(browser: Any, stack: Stack) -> Any:
@@ -71,7 +45,7 @@ def test_a_test_run_started_from_the_agent_page_streams_its_text_live(
     # Then the run's live view shows the text growing while the run is still going
     timeline = page.locator("#run-timeline")
     page.wait_for_function(
-        "document.querySelector('#run-timeline').textContent.includes('word20')", timeout=15_000
+        "document.querySelector('#run-timeline').textContent.includes('word20')", timeout=45_000
     )
     assert page.locator("#run-live-state").get_attribute("data-status") != "succeeded"
     assert "word149" not in timeline.text_content()
@@ -79,7 +53,7 @@ def test_a_test_run_started_from_the_agent_page_streams_its_text_live(
     assert field.text_content() == "-"
     # And it ends with the succeeded status and every field updated without a reload
     page.wait_for_function(
-        "document.querySelector('#run-live').dataset.synced === 'succeeded'", timeout=20_000
+        "document.querySelector('#run-live').dataset.synced === 'succeeded'", timeout=45_000
     )
     assert page.locator("#run-live-state").text_content() == "succeeded"
     output = page.locator("#run-output").text_content()
@@ -108,14 +82,14 @@ def test_the_cancel_button_cancels_a_streaming_run(browser: Any, stack: Stack) -
     page = admin_page(browser, stack)
     start_test_run(page, stack, LONG_INPUT)
     page.wait_for_function(
-        "document.querySelector('#run-timeline').textContent.includes('word5')", timeout=15_000
+        "document.querySelector('#run-timeline').textContent.includes('word5')", timeout=45_000
     )
     # When the operator presses cancel
     page.click("#run-cancel")
     # Then the run ends cancelled, live, and the button goes away
     page.wait_for_function(
         "document.querySelector('#run-live-state').dataset.status === 'cancelled'",
-        timeout=15_000,
+        timeout=45_000,
     )
     assert page.locator("#run-cancel-form").is_hidden()
     assert "run.cancelled" in page.locator("#run-timeline").text_content()

@@ -6,7 +6,6 @@ driven by Playwright's Python package, as in ``test_admin_live_view_e2e.py``.
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,26 +14,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import require_service
 from tests.e2e.conftest import Stack
-from tests.e2e.test_admin_live_view_e2e import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.e2e
 
 WIDTH = 1280
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require_service("Playwright (pip install playwright)", False)
-    require_service("Chromium (apt-get install chromium)", shutil.which(CHROMIUM) is not None)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
