@@ -58,7 +58,8 @@ def add_run_stream(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
                     "name": "Last-Event-ID",
                     "in": "header",
                     "required": False,
-                    "schema": {"type": "string"},
+                    # A seq, as the stream's `id:` lines carry it; anything else is a 400.
+                    "schema": {"type": "string", "pattern": "^[0-9]*$"},
                     "description": "What EventSource sends on reconnect; wins over after.",
                 },
             ],

@@ -10,6 +10,7 @@ from agents.agent_services import EDITABLE_FIELDS
 from agents.models import Agent, AgentVersion, Provider, Run, Thread
 from core.pagination import MAX_OFFSET
 from core.serializers import (
+    JSONValueField,
     StrictCharField,
     StrictFieldsMixin,
     StrictIntegerField,
@@ -50,12 +51,12 @@ class AgentSerializer(StrictFieldsMixin, serializers.ModelSerializer):
 
 
 @extend_schema_field({"type": "array", "items": {"type": "string"}})
-class NameListField(serializers.JSONField):
+class NameListField(JSONValueField):
     """A JSON list of names; its shape is checked by the model (``Agent.clean``)."""
 
 
 @extend_schema_field({"type": "object", "additionalProperties": True})
-class JsonObjectField(serializers.JSONField):
+class JsonObjectField(JSONValueField):
     """A JSON object; its shape is checked by the model (``Agent.clean``)."""
 
 

@@ -44,11 +44,8 @@ def parse_resume_point(request: HttpRequest) -> int | None:
     """``Last-Event-ID`` wins over ``?after=`` (the URL keeps its first ``after`` when
     EventSource reconnects); absent both, 0. None when the value is not a seq."""
     raw = request.headers.get("Last-Event-ID") or request.GET.get("after") or "0"
-    try:
-        after = int(raw)
-    except ValueError:
-        return None
-    return after if after >= 0 else None
+    # Digits only, as the schema says: int() would also take " 5", "+5" and "5_0".
+    return int(raw) if raw.isascii() and raw.isdigit() else None
 
 
 async def _authenticate(request: HttpRequest) -> Any:

@@ -367,6 +367,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "agents.schema.add_run_stream",
+        "moderation.schema.require_policy_or_rules",
         "core.openapi.add_common_errors",
     ],
 }

@@ -59,6 +59,30 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+def contains_nul(value: Any) -> bool:
+    """Whether a JSON value holds a NUL character anywhere (PostgreSQL's jsonb and text
+    cannot store one: saving it is a DataError, not a validation error)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(contains_nul(item) for item in value)
+    return False
+
+
+class JSONValueField(serializers.JSONField):
+    """Any JSON value the database can store: one holding a NUL character is a 400."""
+
+    default_error_messages = {"null_characters": "Null characters are not allowed."}
+
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
+        if contains_nul(value):
+            self.fail("null_characters")
+        return value
+
+
 class StrictModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     """A model serializer that refuses unknown and read-only fields, and takes booleans and
     strings only as JSON booleans and strings."""
@@ -69,6 +93,7 @@ class StrictModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         models.BooleanField: StrictBooleanField,
         models.CharField: StrictCharField,
         models.TextField: StrictCharField,
+        models.JSONField: JSONValueField,
     }
 
 

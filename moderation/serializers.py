@@ -7,10 +7,12 @@ from rest_framework import serializers
 
 from core.pagination import MAX_OFFSET
 from core.serializers import (
+    JSONValueField,
     StrictBooleanField,
     StrictCharField,
     StrictModelSerializer,
     StrictSerializer,
+    contains_nul,
 )
 from moderation.engine import STAGES
 from moderation.models import Flag, Policy, Rule, Severity, Stage
@@ -109,12 +111,17 @@ class PolicyRefField(serializers.Field):
         return value
 
 
+@extend_schema_field({"type": "array", "items": {"type": "object"}, "minItems": 1})
+class RuleListField(JSONValueField):
+    """Ad-hoc rules, a non-empty list of rule objects; the service checks them one by one."""
+
+
 class CheckSerializer(StrictSerializer):
     text = StrictCharField(allow_blank=True, trim_whitespace=False, max_length=CHECK_MAX_CHARS)
     stage = serializers.ChoiceField(choices=sorted(STAGES))
     policy = PolicyRefField(required=False)
     # Shape and parameters are checked rule by rule by the service, with engine messages.
-    rules = serializers.JSONField(required=False)
+    rules = RuleListField(required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if ("policy" in attrs) == ("rules" in attrs):
@@ -160,6 +167,12 @@ class RuleSerializer(StrictModelSerializer):
 
     # The engine validates params and stages (Rule.clean); here only their JSON types.
     params = serializers.DictField(required=False, default=dict)
+
+    def validate_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        if contains_nul(params):
+            raise serializers.ValidationError("Null characters are not allowed.")
+        return params
+
     stages = StageListField(child=serializers.CharField(), required=False, default=sorted(STAGES))
 
     class Meta:

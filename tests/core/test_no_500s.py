@@ -95,3 +95,44 @@ def test_the_schema_matches_what_the_server_does() -> None:
         p["name"]: p["schema"] for p in paths["/api/v1/runs/{run_id}/events/"]["get"]["parameters"]
     }
     assert events["after"]["minimum"] == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (
+            "/api/v1/agents/",
+            {
+                "slug": "nul",
+                "name": "N",
+                "provider": "demo",
+                "model_name": "demo",
+                "model_settings": {"k\x00": 1},
+            },
+        ),
+        (
+            "/api/v1/agents/",
+            {
+                "slug": "nul",
+                "name": "N",
+                "provider": "demo",
+                "model_name": "demo",
+                "tool_config": {"calculator": ["\x00"]},
+            },
+        ),
+        (
+            "/api/v1/moderation/policies/",
+            {
+                "name": "nul",
+                "rules": [{"name": "r", "kind": "keyword", "params": {"terms": ["a\x00"]}}],
+            },
+        ),
+    ],
+)
+def test_a_nul_character_in_a_json_field_is_a_400_not_a_database_error(
+    bob_api: APIClient, demo_agent: Any, path: str, body: dict[str, Any]
+) -> None:
+    # PostgreSQL's jsonb cannot store U+0000; saving it raised DataError (a 500).
+    response = bob_api.post(path, body, format="json")
+    assert error_code(response, 400) == "invalid_request"
+    assert "Null characters" in response.content.decode()

@@ -69,3 +69,10 @@ def test_the_runs_list_documents_its_filters(schema: dict[str, Any]) -> None:
 def test_the_run_stream_is_an_event_stream(schema: dict[str, Any]) -> None:
     stream = schema["paths"]["/api/v1/runs/{run_id}/stream/"]["get"]
     assert list(stream["responses"]["200"]["content"]) == ["text/event-stream"]
+
+
+def test_the_moderation_check_takes_exactly_one_of_policy_and_rules(
+    schema: dict[str, Any],
+) -> None:
+    check = schema["components"]["schemas"]["CheckRequest"]
+    assert check["oneOf"] == [{"required": ["policy"]}, {"required": ["rules"]}]

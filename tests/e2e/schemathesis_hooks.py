@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 import schemathesis
+from schemathesis.openapi.checks import UseAfterFree
 
 TOKEN_PATH = "/api/v1/tokens/{token_id}/"
 # The ids of the tokens the run authenticates with: revoking one of them would leave the rest
@@ -23,3 +24,13 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     value = str(params.get("token_id"))
     if value.isascii() and value.isdigit() and int(value) in RUN_TOKEN_IDS:
         case.path_parameters = {**params, "token_id": ABSENT_TOKEN_ID}
+
+
+@schemathesis.hook
+def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
+    """Keep every failure but one the API has by design: DELETE of an agent that has runs
+    deactivates it (200, ``is_active: false``) and keeps it readable with its history,
+    which use_after_free reports as a deleted resource still available."""
+    if isinstance(failure, UseAfterFree) and failure.free.startswith("DELETE /api/v1/agents/"):
+        return b'"is_active":false' not in response.content
+    return True
