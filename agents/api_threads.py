@@ -32,7 +32,9 @@ class ThreadRunSerializer(serializers.Serializer):
 
 
 class ThreadOutputSerializer(serializers.ModelSerializer):
-    agent = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    agent: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
     owner = serializers.CharField(source="owner.get_username", read_only=True)
 
     class Meta:
@@ -53,7 +55,8 @@ class ThreadDetailOutputSerializer(ThreadOutputSerializer):
         runs = thread.runs.order_by("created_at").values(
             "id", "status", "input", "created_at", "finished_at"
         )
-        return ThreadRunSerializer(runs, many=True).data
+        # many=True gives a ReturnList, which the stubs type as a ReturnDict.
+        return list(ThreadRunSerializer(runs, many=True).data)
 
 
 class MessageSerializer(serializers.Serializer):

@@ -190,7 +190,9 @@ class ThreadCreateSerializer(StrictSerializer):
 
 
 class ThreadSerializer(serializers.ModelSerializer):
-    agent = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    agent: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
     runs = serializers.SerializerMethodField()
 
     class Meta:
@@ -203,7 +205,9 @@ class ThreadSerializer(serializers.ModelSerializer):
 
 
 class RunSerializer(serializers.ModelSerializer):
-    agent = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    agent: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
     owner = serializers.CharField(source="owner.get_username", read_only=True)
     error = serializers.SerializerMethodField()
     usage = serializers.SerializerMethodField()
@@ -281,7 +285,8 @@ class EventSerializer(serializers.Serializer):
     seq = serializers.IntegerField()
     type = serializers.CharField()
     at = serializers.CharField()
-    data = serializers.DictField()
+    # DRF's metaclass takes declared fields off the class: no clash with Serializer.data
+    data = serializers.DictField()  # type: ignore[assignment]
 
 
 class EventsPageSerializer(serializers.Serializer):
