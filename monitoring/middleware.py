@@ -22,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, cast
 
 import structlog
 from asgiref.sync import iscoroutinefunction
@@ -53,14 +54,14 @@ class RequestIdMiddleware(RequestMiddleware):
         if self.is_async:
             return self.__acall__(request)
         self.prepare(request)
-        response: HttpResponse = self.get_response(request)
+        response = cast(HttpResponse, self.get_response(request))  # the sync chain
         self.handle_response(request, response)
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
         self.prepare(request)
         try:
-            response: HttpResponse = await self.get_response(request)
+            response = await cast(Awaitable[HttpResponse], self.get_response(request))
         except asyncio.CancelledError:
             log.log(app_settings.REQUEST_CANCELLED_LOG_LEVEL, "request_cancelled")
             raise
@@ -87,9 +88,9 @@ class RequestIdMiddleware(RequestMiddleware):
         if user is None:
             return
         if isinstance(user, SimpleLazyObject):
-            if user._wrapped is empty:  # type: ignore[attr-defined]
+            if user._wrapped is empty:
                 return
-            user = user._wrapped  # type: ignore[attr-defined]
+            user = user._wrapped
         if getattr(user, "is_authenticated", False):
             structlog.contextvars.bind_contextvars(user_id=user.pk)
 
