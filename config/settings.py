@@ -365,6 +365,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # One name for the moderation stages wherever they appear (a rule's stages, a flag's
+    # or a check's stage); without it each field named its own copy of the same enum.
+    "ENUM_NAME_OVERRIDES": {"StageEnum": "moderation.models.Stage"},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "agents.schema.add_run_stream",

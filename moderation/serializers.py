@@ -118,7 +118,7 @@ class RuleListField(JSONValueField):
 
 class CheckSerializer(StrictSerializer):
     text = StrictCharField(allow_blank=True, trim_whitespace=False, max_length=CHECK_MAX_CHARS)
-    stage = serializers.ChoiceField(choices=sorted(STAGES))
+    stage = serializers.ChoiceField(choices=Stage.choices)
     policy = PolicyRefField(required=False)
     # Shape and parameters are checked rule by rule by the service, with engine messages.
     rules = RuleListField(required=False)
@@ -153,7 +153,8 @@ class CheckResultSerializer(serializers.Serializer):
 @extend_schema_field(
     {
         "type": "array",
-        "items": {"type": "string", "enum": sorted(STAGES)},
+        # The stages enum every stage field shares (ENUM_NAME_OVERRIDES in settings).
+        "items": {"$ref": "#/components/schemas/StageEnum"},
         "minItems": 1,
         "uniqueItems": True,
     }
