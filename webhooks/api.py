@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -44,7 +44,9 @@ def _agent(user: Any, slug: str | None) -> Any:
         return None
     agent = agent_list(user).filter(slug=slug).first()
     if agent is None:
-        raise NotFoundError("agent_not_found", f"No agent '{slug}'.", details={"field": "agent"})
+        # A name in a body that matches nothing is a 400 naming the field, as for every
+        # other reference in a body (a provider, a policy, a secret), not a 404 of the URL.
+        raise serializers.ValidationError({"agent": [f"No agent '{slug}'."]})
     return agent
 
 
