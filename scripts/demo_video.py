@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import os
 import shutil
 import socket
@@ -143,12 +144,9 @@ def wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float = 60) 
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError("daphne exited early")
-        try:
-            with urlopen(f"{base}/readyz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
+        with contextlib.suppress(OSError), urlopen(f"{base}/readyz", timeout=2) as response:
+            if response.status == 200:
+                return
         time.sleep(0.3)
     raise RuntimeError(f"{base}/readyz did not answer 200")
 

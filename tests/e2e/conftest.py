@@ -27,6 +27,8 @@ import psycopg
 import pytest
 
 from tests.conftest import require_service
+from tests.fakes.fixtures import running_fake_provider
+from tests.fakes.provider_server import FakeProviderServer
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_DSN = os.environ.get("E2E_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -293,3 +295,10 @@ def browser() -> Iterator[Any]:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[FakeProviderServer]:
+    """One fake OpenAI-compatible server per test module, for a stack's provider to use."""
+    with running_fake_provider() as server:
+        yield server

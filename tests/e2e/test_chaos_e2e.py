@@ -68,7 +68,8 @@ class ResumingViewer:
             while not (self.events and self.events[-1]["type"] in TERMINAL_EVENTS):
                 after = self.events[-1]["seq"] if self.events else 0
                 url = f"{self.stack.ws_url}/ws/runs/{self.run_id}/?after={after}"
-                try:
+                # The server away or the stream broken: resume below.
+                with contextlib.suppress(OSError, ConnectionClosed, InvalidHandshake, TimeoutError):
                     async with connect(
                         url, additional_headers=headers, open_timeout=5, max_queue=None
                     ) as ws:
@@ -76,8 +77,6 @@ class ResumingViewer:
                             message = json.loads(raw)
                             if "seq" in message:
                                 self.events.append(message)
-                except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError):
-                    pass  # the server is away or the stream broke: resume below
                 if not (self.events and self.events[-1]["type"] in TERMINAL_EVENTS):
                     self.reconnects += 1
                     await asyncio.sleep(0.5)
@@ -173,6 +172,14 @@ def streaming(stack: Stack, run_ids: list[str]) -> None:
         )
 
 
+def watched_streaming_runs(stack: Stack, count: int = 3) -> tuple[list[str], Viewers]:
+    """``count`` long runs, each watched by two resuming clients, streaming already."""
+    run_ids = [create_run(stack, LONG_TEXT) for _ in range(count)]
+    viewers = Viewers(stack, run_ids)
+    streaming(stack, run_ids)
+    return run_ids, viewers
+
+
 @pytest.fixture
 def chaos_stack(tmp_path: Path) -> Iterator[tuple[Stack, RedisServer]]:
     with private_stack(tmp_path) as stack:
@@ -187,9 +194,7 @@ def test_redis_away_for_eight_seconds_mid_run_and_during_creation_loses_nothing(
 ) -> None:
     stack, redis = chaos_stack
     # Given three streaming runs, each watched by two resuming clients
-    run_ids = [create_run(stack, LONG_TEXT) for _ in range(3)]
-    viewers = Viewers(stack, run_ids)
-    streaming(stack, run_ids)
+    run_ids, viewers = watched_streaming_runs(stack)
     # When Redis goes away for 8 s, and two runs are created meanwhile
     redis.stop()
     down_at = time.monotonic()
@@ -210,9 +215,7 @@ def test_daphne_killed_with_clients_streaming_loses_nothing(
 ) -> None:
     stack, _ = chaos_stack
     # Given runs on the worker, watched through daphne
-    run_ids = [create_run(stack, LONG_TEXT) for _ in range(3)]
-    viewers = Viewers(stack, run_ids)
-    streaming(stack, run_ids)
+    run_ids, viewers = watched_streaming_runs(stack)
     # When daphne is killed outright and comes back on the same port 3 s later
     daphne = stack.procs[0]
     os.killpg(daphne.pid, signal.SIGKILL)
@@ -231,9 +234,7 @@ def test_the_runs_table_locked_for_ten_seconds_loses_nothing(
     chaos_stack: tuple[Stack, RedisServer],
 ) -> None:
     stack, _ = chaos_stack
-    run_ids = [create_run(stack, LONG_TEXT) for _ in range(3)]
-    viewers = Viewers(stack, run_ids)
-    streaming(stack, run_ids)
+    run_ids, viewers = watched_streaming_runs(stack)
     # When another session holds an exclusive lock on the runs table for 10 s
     with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
         conn.execute("LOCK TABLE agents_run IN ACCESS EXCLUSIVE MODE")
@@ -262,9 +263,7 @@ def test_the_database_connection_limit_reached_loses_nothing(
     limited_stack: tuple[Stack, str],
 ) -> None:
     stack, _ = limited_stack
-    run_ids = [create_run(stack, LONG_TEXT) for _ in range(3)]
-    viewers = Viewers(stack, run_ids)
-    streaming(stack, run_ids)
+    run_ids, viewers = watched_streaming_runs(stack)
     # When something else takes every connection the role has left, for 6 s
     hogs: list[psycopg.Connection[Any]] = []
     with contextlib.ExitStack() as held:

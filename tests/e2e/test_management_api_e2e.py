@@ -29,16 +29,6 @@ V2 = "Answer in one sentence, in French."
 TERMINAL = {"succeeded", "failed", "timed_out", "blocked", "cancelled"}
 
 
-@pytest.fixture(scope="module")
-def provider() -> Iterator[FakeProviderServer]:
-    server = FakeProviderServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def api(distributed_stack: Stack, provider: FakeProviderServer) -> Iterator[httpx.Client]:
     provider.reset()

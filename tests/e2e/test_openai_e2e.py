@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -23,16 +22,6 @@ from tests.fakes.provider_server import DEFAULT_TEXT, FakeProviderServer, Scenar
 pytestmark = pytest.mark.e2e
 
 DEMO = "demo-assistant"
-
-
-@pytest.fixture(scope="module")
-def provider() -> Iterator[FakeProviderServer]:
-    server = FakeProviderServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

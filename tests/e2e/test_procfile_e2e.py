@@ -3,6 +3,7 @@ that executes runs, and the systemd units are valid unit files."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -63,12 +64,10 @@ def test_honcho_start_runs_web_worker_and_beat_from_the_procfile(
         deadline = time.monotonic() + 90
         ready = None
         while time.monotonic() < deadline and honcho.poll() is None:
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 ready = httpx.get(f"{stack.base_url}/readyz", timeout=2)
                 if ready.status_code == 200:
                     break
-            except httpx.HTTPError:
-                pass
             time.sleep(0.3)
         output = (tmp_path / "honcho.log").read_text()
         assert ready is not None and ready.status_code == 200, output[-3000:]
