@@ -50,7 +50,8 @@ dev: setup ## daphne with autoreload on :8000; with REDIS_URL also a worker that
 	else $(PY) manage.py runserver $(HOST):$(PORT); fi
 
 worker: setup ## Start a Celery worker (needs REDIS_URL)
-	$(PY) -m celery -A config worker -l info --pool threads --concurrency 4
+	$(PY) -m celery -A config worker -l info --pool threads --concurrency 4 \
+	  -Q "$${CELERY_QUEUE:-switchyard}.control,$${CELERY_QUEUE:-switchyard}"
 
 beat: setup ## Start Celery beat (periodic tasks, needs REDIS_URL)
 	$(PY) -m celery -A config beat -l info

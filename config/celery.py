@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_shutting_down
+from celery.signals import celeryd_after_setup, worker_init, worker_shutting_down
 from django_structlog.celery.signals import modify_context_before_task_publish
 from django_structlog.celery.steps import DjangoStructLogInitStep
 
@@ -47,6 +47,14 @@ def _carry_log_context(context: dict[str, Any], **kwargs: object) -> None:
 
 
 modify_context_before_task_publish.connect(_carry_log_context, weak=False)
+
+
+@celeryd_after_setup.connect
+def _count_pool_threads(instance: Any, **kwargs: object) -> None:
+    """Admission keeps one pool thread from waiting for a slot (executors.admit_run)."""
+    from agents.runtime.executors import set_pool_threads
+
+    set_pool_threads(int(instance.concurrency))
 
 
 @worker_shutting_down.connect

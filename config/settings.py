@@ -15,6 +15,7 @@ from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -220,6 +221,23 @@ DISPATCH_GRACE_S = env.float("DISPATCH_GRACE_S", default=2.0)
 THREAD_HISTORY_MAX_CHARS = env.int("THREAD_HISTORY_MAX_CHARS", default=48_000)
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="switchyard")
+# Control work (the reaper, webhook dispatch and deliveries, the token purge) has a queue
+# of its own that every worker consumes ahead of the runs queue, so a backlog of runs
+# never delays it (docs/runtime.md). A worker without -Q consumes both, control first.
+CONTROL_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}.control"
+CELERY_TASK_QUEUES = (
+    Queue(CONTROL_QUEUE, Exchange(CONTROL_QUEUE), routing_key=CONTROL_QUEUE),
+    Queue(
+        CELERY_TASK_DEFAULT_QUEUE,
+        Exchange(CELERY_TASK_DEFAULT_QUEUE),
+        routing_key=CELERY_TASK_DEFAULT_QUEUE,
+    ),
+)
+CELERY_TASK_ROUTES = {
+    "agents.reap_runs": {"queue": CONTROL_QUEUE},
+    "agents.purge_expired_tokens": {"queue": CONTROL_QUEUE},
+    "webhooks.*": {"queue": CONTROL_QUEUE},
+}
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -236,6 +254,9 @@ WORKER_SHUTDOWN_GRACE_S = env.int("WORKER_SHUTDOWN_GRACE_S", default=30)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("BROKER_VISIBILITY_TIMEOUT_S", default=300),
     "unacked_restore_throttle": 1,  # sweep every 10 s, not every 100 s
+    # BRPOP over the queues in the order the worker consumes them (control first) every
+    # time, not rotated after each message (kombu's default, round_robin).
+    "queue_order_strategy": "priority",
 }
 # The reaper sends a queued run again only after its message could have come back.
 RUN_RESEND_AFTER_S = env.int(

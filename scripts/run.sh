@@ -24,8 +24,11 @@ supervise() {
 }
 
 if [ -n "${REDIS_URL:-}" ]; then
+  # Control work (reaper, webhooks, token purge) first, then runs (docs/runtime.md).
+  queue=${CELERY_QUEUE:-switchyard}
   WORKER_METRICS_PORT=${WORKER_METRICS_PORT:-9808} \
-    supervise "$PY" -m celery -A config worker -l info --pool threads --concurrency 4 &
+    supervise "$PY" -m celery -A config worker -l info --pool threads --concurrency 4 \
+    -Q "$queue.control,$queue" &
   pids+=($!)
   "$PY" -m celery -A config beat -l info -s "${VAR_DIR:-var}/celerybeat-schedule" &
   pids+=($!)

@@ -190,6 +190,44 @@ _slots: threading.BoundedSemaphore | None = None
 _running: set[asyncio.Task[Any]] = set()
 _drained = threading.Condition()
 
+# A pool thread waiting for a slot holds the worker's prefetch of one message; were all
+# of them waiting, the worker would fetch nothing more, control tasks included. So at most
+# (pool threads - 1) wait as long as it takes; the last one waits HANDBACK_WAIT_S and then
+# hands its message back to the queue, and the next fetch serves the control queue first.
+HANDBACK_WAIT_S = 1.0
+_pool_threads: int | None = None  # set at worker start (config/celery.py); None: unbounded
+_waiting = 0
+
+
+def set_pool_threads(count: int | None) -> None:
+    """The worker's pool size: how many admissions may wait for a slot (count - 1)."""
+    global _pool_threads
+    _pool_threads = count
+
+
+def _may_wait_unbounded() -> bool:
+    """Take one of the (pool threads - 1) places for waiting as long as it takes."""
+    global _waiting
+    with _worker_lock:
+        if _pool_threads is not None and _waiting >= _pool_threads - 1:
+            return False
+        _waiting += 1
+        return True
+
+
+def _acquire_slot(slots: threading.BoundedSemaphore) -> bool:
+    """A slot, or False when this thread must keep itself free for control work."""
+    global _waiting
+    if slots.acquire(blocking=False):
+        return True
+    if not _may_wait_unbounded():
+        return slots.acquire(timeout=HANDBACK_WAIT_S)
+    try:
+        return slots.acquire()
+    finally:
+        with _worker_lock:
+            _waiting -= 1
+
 
 def _worker_slots() -> threading.BoundedSemaphore:
     global _slots
@@ -203,13 +241,22 @@ def runs_in_flight() -> int:
     return len(_running)
 
 
+class HandBack(Exception):
+    """The process is full and this pool thread may not wait: the message goes back."""
+
+
 def admit_run(run_id: str) -> bool:
     """Claim a queued run and start it on this process's runtime loop once a slot is
-    free; True if it started (False: someone else has it, or it is not queued)."""
+    free; True if it started (False: someone else has it, or it is not queued).
+
+    Raises HandBack when no slot came free and this thread is the one kept for control
+    work; the task then hands its message back to the queue.
+    """
     from agents.runtime.engine import claim_run
 
     slots = _worker_slots()
-    slots.acquire()
+    if not _acquire_slot(slots):
+        raise HandBack(run_id)
     try:
         claimed = run_in_worker_loop(claim_run(run_id))
     except BaseException:

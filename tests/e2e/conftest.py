@@ -180,7 +180,10 @@ def worker_args(
     app: str = "config",
     level: str = "info",
 ) -> list[str]:
-    """A Celery threads-pool worker's command line (``app``: the benchmarks' own apps)."""
+    """A Celery threads-pool worker's command line (``app``: the benchmarks' own apps).
+
+    With ``queue`` (a stack's CELERY_QUEUE) it consumes that queue's control queue first,
+    then the runs, as the settings' CELERY_TASK_QUEUES make a worker without -Q do."""
     args = [
         sys.executable,
         "-m",
@@ -199,7 +202,7 @@ def worker_args(
         "--without-gossip",
         "--without-mingle",
     ]
-    return args + (["-Q", queue] if queue else [])
+    return args + (["-Q", f"{queue}.control,{queue}"] if queue else [])
 
 
 def boot(env: dict[str, str], tmp: Path, *, celery: bool, concurrency: int = 4) -> Stack:

@@ -127,3 +127,43 @@ def test_a_worker_holds_up_to_worker_max_runs_whatever_its_thread_count(
     assert [r["status"] for r in states(stack, ids)] == ["succeeded"] * 15
     assert THREADS < peak <= MAX_RUNS, peak
     assert len(provider.requests) == 15
+
+
+def send_control_task(stack: Stack, name: str) -> str:
+    """Publish a control task as beat does (to the stack's control queue); its task id."""
+    from celery import Celery
+
+    queue = f"{stack.env['CELERY_QUEUE']}.control"
+    app = Celery("e2e-publisher", broker=stack.env["REDIS_URL"])
+    try:
+        return str(app.send_task(name, queue=queue, routing_key=queue, exchange=queue).id)
+    finally:
+        app.close()
+
+
+def task_started(stack: Stack, task_id: str) -> bool:
+    """The worker's log says the task started (django-structlog's task_started line)."""
+    log = next(p for p in stack.logs if p.name == "worker.log")
+    return any(task_id in line and "task_started" in line for line in log.read_text().splitlines())
+
+
+def test_a_control_task_is_served_while_every_slot_is_full(
+    stack: Stack, provider: FakeProviderServer
+) -> None:
+    # Given a worker whose 6 slots all hold runs that stream for ~10 s, with more runs
+    # queued behind them (a pool thread waits for a slot, the other keeps handing back)
+    slow_answers(provider, 10, words=100)
+    ids = create_runs(stack, 10)
+    deadline = time.monotonic() + 30
+    while provider.active_streams < MAX_RUNS and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert provider.active_streams == MAX_RUNS
+    # When beat's reaper pass arrives on the control queue
+    task_id = send_control_task(stack, "agents.reap_runs")
+    # Then the worker runs it while the slots are still full of the first runs
+    while not task_started(stack, task_id) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert task_started(stack, task_id), stack.tail_logs()
+    assert provider.active_streams == MAX_RUNS
+    assert len(provider.requests) == MAX_RUNS  # none of the queued runs started yet
+    assert sum(r["status"] == "queued" for r in states(stack, ids)) == 10 - MAX_RUNS

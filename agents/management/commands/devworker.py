@@ -20,6 +20,11 @@ from django.utils import autoreload
 WATCHED = ("config", "core", "agents", "secrets_vault", "moderation", "monitoring")
 
 
+def worker_queues(runs_queue: str) -> list[str]:
+    """The queues a worker consumes, in the order it serves them: control, then runs."""
+    return [f"{runs_queue}.control", runs_queue]
+
+
 def _watcher(extra: list[str]) -> Any:
     def watch_sources(sender: autoreload.BaseReloader, **kwargs: Any) -> None:
         root = Path(settings.BASE_DIR)
@@ -36,7 +41,9 @@ class Command(BaseCommand):
         parser.add_argument("--concurrency", type=int, default=4)
         parser.add_argument("--loglevel", default="info")
         parser.add_argument("--watch", action="append", default=[], help="Another folder.")
-        parser.add_argument("--queue", help="Consume this queue (default: CELERY_QUEUE).")
+        parser.add_argument(
+            "--queue", help="Consume this runs queue and its control queue (default: CELERY_QUEUE)."
+        )
 
     def handle(
         self,
@@ -64,7 +71,9 @@ class Command(BaseCommand):
             "threads",
             "--concurrency",
             str(concurrency),
-            *(["-Q", queue] if queue else []),
+            "-Q",
+            # control work ahead of runs (docs/runtime.md)
+            ",".join(worker_queues(queue or settings.CELERY_TASK_DEFAULT_QUEUE)),
         ]
         autoreload.autoreload_started.connect(_watcher(watch), weak=False)
         autoreload.run_with_reloader(self._serve, command)
