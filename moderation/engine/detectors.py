@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .regex_tools import compile_re2, flag_prefix, prefix_regex_for_python
+from .regex_tools import PrefixMatcher, compile_re2, flag_prefix, prefix_regex_for_python
 
 # (view_text, match) -> end offset to report (possibly trimmed), or None to reject.
 Validator = Callable[[str, Any], "int | None"]
@@ -21,7 +21,7 @@ Validator = Callable[[str, Any], "int | None"]
 class Detector:
     """A compiled pattern with its streaming metadata.
 
-    ``prefix`` is an RE2 regex ``(?:P)\\z`` for the pattern's prefix language (see
+    ``prefix`` matches ``(?:P)\\z`` for the pattern's prefix language (see
     ``regex_tools``), or None when any text within ``max_width`` of the end may still
     match; ``lookbehind``/``lookahead`` bound the context (in normalised chars)
     that the pattern and validator read outside a match.
@@ -48,7 +48,7 @@ class Detector:
         view: str,
         search: Callable[[str, int], Any],
         finditer: Callable[[str, int], Any],
-        prefix: Any,
+        prefix: PrefixMatcher | None,
         max_width: int,
         lookbehind: int = 8,
         lookahead: int = 0,
@@ -87,7 +87,7 @@ def python_detector(
     """Build a detector from a built-in (trusted, non-backtracking-prone) Python pattern."""
     compiled = re.compile(pattern, flags)
     prefix_src, width = prefix_regex_for_python(pattern, flags)
-    prefix = compile_re2(flag_prefix(flags) + f"(?:{prefix_src})\\z")
+    prefix = PrefixMatcher(flag_prefix(flags) + f"(?:{prefix_src})\\z")
     return Detector(
         kind=kind,
         view=view,
@@ -214,7 +214,7 @@ def re2_detector(
 ) -> Detector:
     """Detector for an operator regex, matched by RE2 (linear time, no backtracking)."""
     compiled = compile_re2(flags + bounded)
-    prefix = compile_re2(flags + f"(?:{prefix_src})\\z")
+    prefix = PrefixMatcher(flags + f"(?:{prefix_src})\\z")
     return Detector(
         kind=kind,
         view=view,

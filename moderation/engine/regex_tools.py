@@ -22,6 +22,7 @@ import re
 from typing import Any
 
 import re2
+from re2 import _re2
 
 # The stdlib's regex parser (no public API, no stubs): it measures a pattern's width.
 C: Any = importlib.import_module("re._constants")
@@ -49,6 +50,70 @@ def compile_re2(pattern: str) -> Any:
     except re2.error as exc:
         msg = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
         raise RegexAnalysisError(msg) from None
+
+
+class PrefixMatcher:
+    """A prefix-language regex ``(?:P)\\z`` searched in text that is already UTF-8.
+
+    A stream step asks every detector's ``P`` for its leftmost suffix. The ``re2`` module's
+    ``search`` re-encodes the whole text and converts offsets in Python on every call,
+    which was most of a chunk's cost; here the step encodes each view once and the
+    compiled RE2 object is called directly with byte offsets.
+    """
+
+    __slots__ = ("_regexp",)
+
+    def __init__(self, source: str) -> None:
+        # The re2 module keeps the compiled RE2 object (pybind11) in ``_regexp``.
+        self._regexp = compile_re2(source)._regexp
+        self._warm()
+
+    def _warm(self) -> None:
+        # RE2 builds its DFA states lazily, on the text it meets. Searching the way a
+        # stream does (growing text, from near its end) over ordinary text builds them
+        # here, once per matcher, instead of during the first chunks of a user's stream.
+        data = STREAM_WARM_TEXT.encode()
+        for end in range(1, len(data)):
+            if data[end] == 0x20:
+                self.leftmost(data[:end], max(0, end - 48))
+
+    def leftmost(self, data: bytes, pos: int) -> int:
+        """Byte offset of the leftmost ``i >= pos`` with ``data[i:]`` in ``P``."""
+        # P contains the empty string, so the search always succeeds (at the latest at the
+        # end of the text).
+        return int(self._regexp.Match(_UNANCHORED, data, pos, len(data))[0][0])
+
+
+_UNANCHORED = _re2.RE2.Anchor.UNANCHORED
+# Prose in the five languages with the digits, punctuation and token shapes streams carry.
+STREAM_WARM_TEXT = (
+    "The agent ran the tool and the model wrote a response for the request; see the policy "
+    "(v2.1, 2024-05-01 10:30) at https://example.com/a?b=c or mail ops.team@example.org, "
+    "call +1 (555) 010-9999 or 020 7946 0000, ref DE00 1234 5678, id 4000-1234, "
+    "key_id=AKIAABCDEFGHIJKLMNOP ghp_0123456789abcdefghijKLMNOPQRSTUVWXYZ sk-ant-x sk-proj- "
+    "eyJhbGciOi.x xoxb-1 sk_test_1 AIzaX -----BEGIN PUBLIC KEY----- 10.0.0.1 fe80::1 "
+    "aws_secret_access_key = ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij0123 123-45-678 quick jumps. "
+    "Der Bericht über die Straße ist fertig; el niño pidió más café; déjà vu, garçon; "
+    "l'année è già finita, señor. Naïve “quotes” — and ‘more’… ok!\n"
+)
+
+
+class Utf8Text:
+    """A text's UTF-8 encoding with offset conversion (identity when it is ASCII)."""
+
+    __slots__ = ("data", "_ascii")
+
+    def __init__(self, text: str) -> None:
+        self.data = text.encode()
+        self._ascii = len(self.data) == len(text)
+
+    def byte_offset(self, i: int) -> int:
+        """Byte offset of character ``i``."""
+        return i if self._ascii else int(_re2.CharLenToBytes(self.data, 0, i))
+
+    def char_offset(self, b: int) -> int:
+        """Character offset of byte ``b`` (a character boundary)."""
+        return b if self._ascii else int(_re2.BytesToCharLen(self.data, 0, b))
 
 
 _CATEGORY_EXACT = {

@@ -33,6 +33,7 @@ from typing import Any
 
 from .detectors import Detector
 from .normalize import View, is_starter, last_segment_start, normalise
+from .regex_tools import Utf8Text
 from .types import Finding, RuleSpec
 
 INF = float("inf")
@@ -144,6 +145,7 @@ class Session:
         self.redacts: list[Raw] = []
         self.blocked: Finding | None = None
         self._length_raw: dict[int, Raw] = {}
+        self._utf8: dict[str, Utf8Text] = {}
 
     # --- public ---------------------------------------------------------------------
     def feed(self, chunk: str, *, step: bool = True) -> str:
@@ -172,6 +174,8 @@ class Session:
         avail = self.total if self.finished else self.base + last_segment_start(self.orig)
         cased, folded = normalise(self.orig[: avail - self.base])
         views = {"cased": cased, "folded": folded}
+        # Each view is encoded for RE2 at most once per step, not once per detector.
+        self._utf8 = {}
         f_alter, f_all = INF, INF
         for i, (rule, det) in enumerate(self.dets):
             view = views[det.view]
@@ -210,7 +214,10 @@ class Session:
             # No prefix language: anything in the last max_width chars may still match.
             undecided = max(q, n - det.max_width)
         else:
-            undecided = det.prefix.search(text, q).start()
+            utf8 = self._utf8.get(det.view)
+            if utf8 is None:
+                utf8 = self._utf8[det.view] = Utf8Text(text)
+            undecided = utf8.char_offset(det.prefix.leftmost(utf8.data, utf8.byte_offset(q)))
         pos = q
         while True:
             m = det.search(text, pos)
