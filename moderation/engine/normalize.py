@@ -20,7 +20,8 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -94,32 +95,74 @@ def _normalise_segment(seg: str) -> tuple[str, str]:
     return cased, folded
 
 
+class SparseMap:
+    """Offsets of a view built character by character, listing only the characters whose
+    output is not exactly one character ("ß" -> "ss", a zero-width space -> "").
+
+    Every other character maps to one character, so between two listed ones the view and
+    the original text advance together.
+    """
+
+    __slots__ = ("views", "origs", "ends")
+
+    def __init__(self, views: list[int], origs: list[int], ends: list[int]) -> None:
+        self.views = views  # view offset where each listed character's output begins
+        self.origs = origs  # that character's original offset
+        self.ends = ends  # view offset where its output ends
+
+    def start(self, j: int) -> int:
+        """Original offset of the character that produced view character ``j``."""
+        k = bisect_right(self.views, j) - 1
+        if k < 0:
+            return j
+        if j < self.ends[k]:
+            return self.origs[k]
+        return self.origs[k] + 1 + j - self.ends[k]
+
+    def count_before(self, orig_pos: int) -> int:
+        """Number of view characters produced by original text before ``orig_pos``."""
+        k = bisect_left(self.origs, orig_pos) - 1
+        if k < 0:
+            return orig_pos
+        return self.ends[k] + orig_pos - self.origs[k] - 1
+
+
 @dataclass(frozen=True)
 class View:
     """A normalised text plus the map from each of its characters to original offsets.
 
-    ``starts``/``ends`` are ``None`` for the identity map (pure ASCII input).
+    ``starts``/``ends`` list every character's segment (``None`` for the identity map and
+    for a ``sparse`` one).
     """
 
     text: str
     starts: list[int] | None
     ends: list[int] | None
     orig_len: int
+    sparse: SparseMap | None = None
 
     def span(self, a: int, b: int) -> tuple[int, int]:
         """Map the normalised span [a, b) (b > a) to an original [start, end)."""
+        if self.sparse is not None:
+            return self.sparse.start(a), self.sparse.start(b - 1) + 1
         if self.starts is None or self.ends is None:
             return a, b
         return self.starts[a], self.ends[b - 1]
 
     def orig_start(self, i: int) -> int:
         """Original offset where normalised character ``i`` begins (``len`` maps to the end)."""
+        if i >= len(self.text):
+            return self.orig_len
+        if self.sparse is not None:
+            return self.sparse.start(i)
         if self.starts is None:
             return i
-        return self.starts[i] if i < len(self.starts) else self.orig_len
+        return self.starts[i]
 
     def count_before(self, orig_pos: int) -> int:
         """Number of normalised characters produced by original text before ``orig_pos``."""
+        if self.sparse is not None:
+            return self.sparse.count_before(orig_pos)
         if self.starts is None:
             return orig_pos
         return bisect_left(self.starts, orig_pos)
@@ -131,6 +174,91 @@ def normalise(text: str) -> tuple[View, View]:
     if text.isascii():
         # NFKC, invisible removal and homoglyph mapping are all identities on ASCII.
         return View(text, None, None, n), View(text.lower(), None, None, n)
+    views = _normalise_chars(text)
+    return views if views is not None else _normalise_segments(text)
+
+
+# More distinct changed characters than this: one str.translate beats a replace per one.
+_MAX_REPLACES = 24
+
+
+def _normalise_chars(text: str) -> tuple[View, View] | None:
+    """Normalisation of a text without combining marks, or None if it has any.
+
+    Without combining marks every segment is one character, so each distinct character is
+    normalised once and the views are built with whole-string operations (replace,
+    lower) instead of a Python loop over segments; offsets come as a ``SparseMap``.
+    """
+    cased_of: dict[str, str] = {}
+    folded_of: dict[str, str] = {}
+    kept: list[str] = []  # non-ASCII characters the folded view keeps as they are
+    for ch in set(text):
+        if ch.isascii():
+            continue
+        if unicodedata.combining(ch):
+            return None
+        c, f = _normalise_segment(ch)
+        if c != ch:
+            cased_of[ch] = c
+        if f != ch:
+            folded_of[ch] = f
+        else:
+            kept.append(ch)
+    cased = _replace_all(text, cased_of, lower=False)
+    folded = _replace_all(text, folded_of, lower=True, kept=kept)
+    n = len(text)
+    return (
+        View(cased, None, None, n, _sparse_map(text, cased_of)),
+        View(folded, None, None, n, _sparse_map(text, folded_of)),
+    )
+
+
+def _replace_all(text: str, table: dict[str, str], *, lower: bool, kept: Sequence[str] = ()) -> str:
+    """``text`` with every character in ``table`` replaced (ASCII lower-cased if ``lower``).
+
+    A chain of ``str.replace`` is only the same as a simultaneous replacement when no
+    output contains a replaced character; ``str.lower`` after it is only the same as
+    lower-casing the ASCII alone when it leaves every non-ASCII character in place (and
+    then there is no final sigma, the one character it treats by context). Otherwise one
+    ``str.translate`` does it exactly.
+    """
+    outputs = "".join(table.values())
+    chain = len(table) <= _MAX_REPLACES and not any(ch in table for ch in outputs)
+    if lower:
+        chain = chain and outputs.lower() == outputs and all(ch.lower() == ch for ch in kept)
+    if not chain:
+        mapping: dict[int, str] = {ord(k): v for k, v in table.items()}
+        if lower:
+            for ch in "ABCDEFGHIJKLMNOPQRSTUVWXYZ":
+                mapping.setdefault(ord(ch), ch.lower())
+        return text.translate(mapping)
+    for old, new in table.items():
+        text = text.replace(old, new)
+    return text.lower() if lower else text
+
+
+def _sparse_map(text: str, table: dict[str, str]) -> SparseMap | None:
+    """Offsets for a view where ``table``'s characters became their values (None: identity)."""
+    odd = [ch for ch, out in table.items() if len(out) != 1]
+    if not odd:
+        return None
+    views: list[int] = []
+    origs: list[int] = []
+    ends: list[int] = []
+    shift = 0  # view offset minus original offset after the characters seen so far
+    for m in re.finditer("[" + "".join(map(re.escape, odd)) + "]", text):
+        i = m.start()
+        width = len(table[m.group()])
+        views.append(i + shift)
+        origs.append(i)
+        shift += width - 1
+        ends.append(i + 1 + shift)
+    return SparseMap(views, origs, ends)
+
+
+def _normalise_segments(text: str) -> tuple[View, View]:
+    """Normalisation segment by segment (any text; used when it has combining marks)."""
+    n = len(text)
     cased: list[str] = []
     folded: list[str] = []
     cs: list[int] = []

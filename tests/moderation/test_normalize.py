@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from moderation.engine import Policy, RuleSpec
-from moderation.engine.normalize import normalise
+from moderation.engine.normalize import _normalise_chars, _normalise_segments, normalise
 
 from .samples import ALL_STAGES
 
@@ -60,3 +63,26 @@ def test_redaction_replaces_zero_width_characters_inside_the_value() -> None:
     assert result.text == "mail [REDACTED:email]\u200b now"
     (finding,) = result.findings
     assert text[finding.start : finding.end] == "jane\u200b.doe@exa\u200dmple.com"
+
+
+# Characters that exercise every branch of the per-character path: ASCII, accents,
+# expanding ("ß", "ﬁ", "İ"), vanishing (zero-width) and look-alike letters, a final sigma,
+# Cherokee (case-folds to upper case) and a combining mark (the segment path).
+_ALPHABET = "aZ .-09" + "éßﬁİΣσςÅÅꭰᏐ" + "Іо" + "\u200b\u00ad" + "Ｆ①" + "\u0301"
+
+
+@given(text=st.text(alphabet=_ALPHABET, max_size=40))
+@settings(max_examples=400, deadline=None)
+def test_per_character_path_equals_the_segment_path(text: str) -> None:
+    fast = _normalise_chars(text)
+    if fast is None:  # combining marks: only the segment path applies
+        assert "\u0301" in text
+        return
+    for got, want in zip(fast, _normalise_segments(text), strict=True):
+        assert got.text == want.text
+        for j in range(len(want.text)):
+            assert got.span(j, j + 1) == want.span(j, j + 1)
+        for j in range(len(want.text) + 1):
+            assert got.orig_start(j) == want.orig_start(j)
+        for i in range(len(text) + 1):
+            assert got.count_before(i) == want.count_before(i)
