@@ -254,6 +254,13 @@ class Run(models.Model):
                 condition=models.Q(status__in=UNFINISHED),
                 name="run_unfinished_idx",
             ),
+            # Fair dispatch between owners (claims.FAIREST_QUEUED_RUN): each owner's runs
+            # in flight, and its oldest queued run.
+            models.Index(
+                fields=["owner", "status", "created_at"],
+                condition=models.Q(status__in=UNFINISHED),
+                name="run_owner_unfinished_idx",
+            ),
             # The dispatcher's query: queued runs whose hand-over failed (usually none).
             models.Index(
                 fields=["created_at"],
