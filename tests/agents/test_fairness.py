@@ -109,9 +109,7 @@ def test_a_redelivered_ticket_never_starts_a_second_copy(
     assert Run.objects.filter(status=RunStatus.RUNNING).count() == 2
 
 
-def test_tickets_and_queued_runs_stay_balanced(
-    alice: Any, charlie: Any, queue: Queue
-) -> None:
+def test_tickets_and_queued_runs_stay_balanced(alice: Any, charlie: Any, queue: Queue) -> None:
     # Every message redeemed once, in broker order (alice's flood first): each queued run
     # starts exactly once, and the owners alternate as long as both have runs waiting
     tickets = queue(alice, 8) + queue(charlie, 3)
@@ -120,9 +118,10 @@ def test_tickets_and_queued_runs_stay_balanced(
     assert sorted(map(str, order)) == sorted(map(str, tickets))
     owners = list(Run.objects.order_by("started_at").values_list("owner__username", flat=True))
     assert owners[:8].count("charlie") == 3  # not after alice's eight
-    assert status(tickets[0]) == RunStatus.RUNNING and not Run.objects.filter(
-        status=RunStatus.QUEUED
-    ).exists()
+    assert (
+        status(tickets[0]) == RunStatus.RUNNING
+        and not Run.objects.filter(status=RunStatus.QUEUED).exists()
+    )
 
 
 def test_runs_of_a_concurrency_limited_agent_keep_their_own_rule(
