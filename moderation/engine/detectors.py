@@ -12,7 +12,14 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .regex_tools import PrefixMatcher, compile_re2, flag_prefix, prefix_regex_for_python
+from .regex_tools import (
+    Gate,
+    PrefixMatcher,
+    compile_re2,
+    flag_prefix,
+    gate_for_python,
+    prefix_regex_for_python,
+)
 
 # (view_text, match) -> end offset to report (possibly trimmed), or None to reject.
 Validator = Callable[[str, Any], "int | None"]
@@ -39,6 +46,7 @@ class Detector:
         "validate",
         "priority",
         "stages",
+        "gate",
     )
 
     def __init__(
@@ -67,6 +75,8 @@ class Detector:
         self.priority = priority
         # Stages this detector runs in (None = every stage the rule covers).
         self.stages: frozenset[str] | None = None
+        # Finds where the next match can start (whole-text chains; see regex_tools.Gate).
+        self.gate: Gate | None = None
 
     def __repr__(self) -> str:
         # Never show the pattern: for known secrets it contains the secret values.
@@ -88,7 +98,7 @@ def python_detector(
     compiled = re.compile(pattern, flags)
     prefix_src, width = prefix_regex_for_python(pattern, flags)
     prefix = PrefixMatcher(flag_prefix(flags) + f"(?:{prefix_src})\\z")
-    return Detector(
+    detector = Detector(
         kind=kind,
         view=view,
         search=compiled.search,
@@ -100,6 +110,8 @@ def python_detector(
         validate=validate,
         priority=priority,
     )
+    detector.gate = gate_for_python(pattern, flags)
+    return detector
 
 
 def trie_pattern(terms: Iterable[str]) -> str:
