@@ -7,6 +7,7 @@ from typing import Any
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status
+from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,31 +17,56 @@ from agents.filters import RunFilter
 from agents.models import Agent, Run, Thread
 from agents.selectors import agent_list, run_event_list, run_get, run_list
 from agents.serializers import (
+    BATCH_MAX_INPUTS,
     CancelResultSerializer,
     EventsPageSerializer,
     EventsQuerySerializer,
+    RunBatchCreateSerializer,
+    RunBatchResultSerializer,
     RunCreateSerializer,
     RunSerializer,
     ThreadCreateSerializer,
     ThreadSerializer,
 )
-from agents.services import run_cancel, run_create
+from agents.services import BatchItem, run_batch_create, run_cancel, run_create
 from agents.thread_services import thread_create
 from core.errors import ApplicationError, ConflictError, NotFoundError
 from core.openapi import IDEMPOTENCY_KEY, error_responses
 from core.pagination import NewestFirstCursorPagination
+from core.serializers import error_paths
+from core.throttles import RunCreateRateThrottle, TokenRateThrottle
 
 IDEMPOTENCY_KEY_MAX = 255
 
 
+def agent_to_run(user: Any, slug: str) -> Agent:
+    agent = agent_list(user).filter(slug=slug).first()
+    if agent is None:
+        if Agent.objects.filter(slug=slug, is_active=False).exists():
+            raise ConflictError("agent_inactive", f"Agent '{slug}' is not active.")
+        raise NotFoundError("agent_not_found", f"No agent '{slug}'.")
+    return agent
+
+
+def idempotency_key_of(request: Request) -> str | None:
+    key = request.headers.get("Idempotency-Key") or None
+    if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
+        raise ApplicationError("invalid_idempotency_key", "Idempotency-Key is too long (max 255).")
+    return key
+
+
 class AgentRunCreateView(APIView):
+    throttle_classes = [TokenRateThrottle, RunCreateRateThrottle]
+
     @extend_schema(
         summary="Start a run",
         description="Queues a run of the agent with this input (201). It continues a thread "
         "when `thread` is given, and `limits` can only lower the agent's. With an "
         "Idempotency-Key the same key and body return the first run (200); the same key "
         "with another body is a 422 idempotency_key_reused. An inactive agent is a 409 "
-        "agent_inactive, a spent monthly budget a 402 budget_exhausted.",
+        "agent_inactive, a spent monthly budget a 402 budget_exhausted. More runs queued "
+        "or running than the owner's quota is a 429 too_many_runs, more creations than "
+        "the token's rate a 429 throttled (both with Retry-After).",
         request=RunCreateSerializer,
         parameters=[IDEMPOTENCY_KEY],
         responses={
@@ -50,18 +76,10 @@ class AgentRunCreateView(APIView):
         },
     )
     def post(self, request: Request, slug: str) -> Response:
-        agent = agent_list(request.user).filter(slug=slug).first()
-        if agent is None:
-            if Agent.objects.filter(slug=slug, is_active=False).exists():
-                raise ConflictError("agent_inactive", f"Agent '{slug}' is not active.")
-            raise NotFoundError("agent_not_found", f"No agent '{slug}'.")
+        agent = agent_to_run(request.user, slug)
         body = RunCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        key = request.headers.get("Idempotency-Key") or None
-        if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
-            raise ApplicationError(
-                "invalid_idempotency_key", "Idempotency-Key is too long (max 255)."
-            )
+        key = idempotency_key_of(request)
         thread = None
         if "thread" in body.validated_data:
             thread = Thread.objects.filter(
@@ -79,6 +97,50 @@ class AgentRunCreateView(APIView):
         )
         return Response(
             RunSerializer(run).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class AgentRunBatchCreateView(APIView):
+    throttle_classes = [TokenRateThrottle, RunCreateRateThrottle]
+
+    @extend_schema(
+        summary="Start runs in a batch",
+        description=f"Queues 1 to {BATCH_MAX_INPUTS} runs of the agent in one transaction "
+        "(201 and their ids, in the order of the inputs), for evaluation jobs. Each input "
+        "is checked like a single create's body; any invalid input is a 400 whose details "
+        "name every bad value by its path (`inputs[3].thread`), and then no run is created. "
+        "The owner's run quota counts the whole batch (429 too_many_runs: all or none). An "
+        "Idempotency-Key covers the whole batch: the same key and body return the same "
+        "runs (200), the same key with another body is a 422 idempotency_key_reused.",
+        request=RunBatchCreateSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={
+            201: RunBatchResultSerializer,
+            200: RunBatchResultSerializer,
+            **error_responses(402, 409, 422),
+        },
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        agent = agent_to_run(request.user, slug)
+        body = RunBatchCreateSerializer(data=request.data)
+        if not body.is_valid():
+            raise ValidationError(error_paths(body.errors))
+        key = idempotency_key_of(request)
+        items = [
+            BatchItem(
+                input=item["input"],
+                thread=item.get("thread"),
+                limits=dict(item["limits"]) if "limits" in item else None,
+                metadata=dict(item["metadata"]) if "metadata" in item else None,
+            )
+            for item in body.validated_data["inputs"]
+        ]
+        ids, created = run_batch_create(
+            agent=agent, owner=request.user, items=items, idempotency_key=key
+        )
+        return Response(
+            {"runs": [str(run_id) for run_id in ids]},
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 

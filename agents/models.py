@@ -248,6 +248,12 @@ class Run(models.Model):
             # Usage over a window, for one agent or for one owner's runs.
             models.Index(fields=["agent", "created_at"], name="run_agent_created_idx"),
             models.Index(fields=["owner", "created_at"], name="run_owner_created_idx"),
+            # The run quota's count of one owner's unfinished runs, at every create.
+            models.Index(
+                fields=["owner"],
+                condition=models.Q(status__in=UNFINISHED),
+                name="run_owner_unfinished_idx",
+            ),
             # The few unfinished runs among millions: the reaper's and /metrics' queries.
             models.Index(
                 fields=["status", "created_at"],
@@ -385,3 +391,54 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return self.name or f"token {self.pk}"
+
+
+class RunQuota(models.Model):
+    """One user's limit on runs queued or running at once, instead of the default
+    ``RUNS_MAX_ACTIVE_PER_OWNER`` (edited in the admin; ``agents.services`` enforces it)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="run_quota",
+    )
+    max_active_runs = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Runs queued or running at once. Empty: the default "
+        "(RUNS_MAX_ACTIVE_PER_OWNER); 0: unlimited.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "run quota"
+
+    def __str__(self) -> str:
+        limit = "default" if self.max_active_runs is None else self.max_active_runs or "unlimited"
+        return f"{self.user}: {limit}"
+
+
+class RunBatch(models.Model):
+    """A batch created under an Idempotency-Key: what a retry of it replays. Batches
+    without a key leave no row (their runs are the record)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="run_batches"
+    )
+    idempotency_key = models.CharField(max_length=255)
+    # SHA-256 of the whole request (agents.services.run_batch_fingerprint).
+    idempotency_fingerprint = models.CharField(max_length=64)
+    run_ids = models.JSONField(default=list, help_text="The batch's runs, in input order.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"], name="run_batch_idempotency_key_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"batch {self.id} ({len(self.run_ids)} runs)"

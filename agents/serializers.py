@@ -184,6 +184,65 @@ class RunCreateSerializer(StrictSerializer):
     )
 
 
+METADATA_MAX_PAIRS = 16
+METADATA_MAX_KEY = 64
+METADATA_MAX_VALUE = 512
+BATCH_MAX_INPUTS = 1000
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": {"type": "string", "maxLength": METADATA_MAX_VALUE},
+        "maxProperties": METADATA_MAX_PAIRS,
+        "description": f"At most {METADATA_MAX_PAIRS} string values, keys up to "
+        f"{METADATA_MAX_KEY} characters; kept with the run.",
+    }
+)
+class RunMetadataField(serializers.DictField):
+    """Labels a caller keeps with a run (an evaluation's case id), as OpenAI's metadata."""
+
+    child = StrictCharField(allow_blank=True, max_length=METADATA_MAX_VALUE, trim_whitespace=False)
+
+    def to_internal_value(self, data: Any) -> dict[str, str]:
+        value = super().to_internal_value(data)
+        if len(value) > METADATA_MAX_PAIRS:
+            raise serializers.ValidationError(f"At most {METADATA_MAX_PAIRS} keys.")
+        for key in value:
+            if not key or len(key) > METADATA_MAX_KEY or "\x00" in key:
+                raise serializers.ValidationError(
+                    f"Keys are 1 to {METADATA_MAX_KEY} characters, without NUL."
+                )
+        return value
+
+
+class RunBatchItemSerializer(StrictSerializer):
+    input = StrictCharField(allow_blank=False, trim_whitespace=False)
+    thread = serializers.UUIDField(required=False)
+    limits = RunLimitsSerializer(
+        required=False,
+        help_text="Lower the agent's limits for this run; each at most the agent's.",
+    )
+    metadata = RunMetadataField(required=False)
+
+
+class RunBatchCreateSerializer(StrictSerializer):
+    # A ListSerializer (its errors are one entry per item); django-stubs lacks its lengths.
+    inputs = RunBatchItemSerializer(  # type: ignore[call-arg]
+        many=True,
+        min_length=1,
+        max_length=BATCH_MAX_INPUTS,
+        help_text=f"1 to {BATCH_MAX_INPUTS} runs to start, each like a single create's body "
+        "(plus optional metadata).",
+    )
+
+
+class RunBatchResultSerializer(serializers.Serializer):
+    runs = serializers.ListField(
+        child=serializers.UUIDField(), help_text="The runs' ids, in the order of the inputs."
+    )
+
+
 class ThreadCreateSerializer(StrictSerializer):
     agent = serializers.SlugField()
     title = StrictCharField(required=False, allow_blank=True, max_length=200)
@@ -214,6 +273,7 @@ class RunSerializer(serializers.ModelSerializer):
     links = serializers.SerializerMethodField()
     limits = serializers.SerializerMethodField()
     agent_version = serializers.SerializerMethodField()
+    metadata = serializers.SerializerMethodField()
 
     class Meta:
         model = Run
@@ -230,6 +290,7 @@ class RunSerializer(serializers.ModelSerializer):
             "parent",
             "agent_version",
             "limits",
+            "metadata",
             "attempt",
             "created_at",
             "dispatched_at",
@@ -244,6 +305,11 @@ class RunSerializer(serializers.ModelSerializer):
 
     def get_limits(self, run: Run) -> dict[str, Any]:
         return run.config.get("limits", {})
+
+    @extend_schema_field({"type": "object", "additionalProperties": {"type": "string"}})
+    def get_metadata(self, run: Run) -> dict[str, str]:
+        """What the creator kept with the run (a batch input's or an OpenAI call's)."""
+        return run.config.get("client", {}).get("metadata", {})
 
     def get_error(self, run: Run) -> dict[str, str] | None:
         if not run.error_code:

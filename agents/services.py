@@ -10,6 +10,7 @@ import functools
 import hashlib
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,19 +18,29 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
 from agents import signals
 from agents.agent_services import agent_version_current
-from agents.lifecycle import EVENT_FOR_STATUS, TERMINAL, RunStatus, sources_of
-from agents.models import Agent, ModelCall, Run, RunEvent, Thread
+from agents.lifecycle import EVENT_FOR_STATUS, TERMINAL, UNFINISHED, RunStatus, sources_of
+from agents.models import (
+    Agent,
+    AgentVersion,
+    ModelCall,
+    Run,
+    RunBatch,
+    RunEvent,
+    RunQuota,
+    Thread,
+)
 from agents.runtime.events import envelope_of, next_seq_sync, publish_sync
 from core.errors import (
     ApplicationError,
     ConflictError,
     QuotaExhaustedError,
+    RateLimitedError,
     UnprocessableError,
 )
 from monitoring import metrics
@@ -143,6 +154,112 @@ def agent_month_spend(agent_id: int) -> Decimal:
     return total or Decimal(0)
 
 
+# The first key of the advisory lock that serializes one owner's run creations (the
+# second is the owner's id): "SY" in ASCII, apart from any other lock of the database.
+QUOTA_LOCK_CLASS = 0x5359
+
+
+def owner_run_limit(owner_id: Any) -> int:
+    """How many runs the owner may have queued or running at once; 0 is unlimited."""
+    override = (
+        RunQuota.objects.filter(user_id=owner_id).values_list("max_active_runs", flat=True).first()
+    )
+    return settings.RUNS_MAX_ACTIVE_PER_OWNER if override is None else override
+
+
+def reserve_run_slots(owner_id: Any, count: int) -> None:
+    """Refuse ``count`` more runs of the owner beyond its limit (429 ``too_many_runs``).
+
+    Call inside the transaction that inserts the runs. A count and an insert alone would
+    race: two creates at limit - 1 both count limit - 1 and both insert, and a burst of N
+    concurrent creates could overshoot by N. A transaction-level advisory lock per owner
+    makes count-then-insert one step until the commit, so the limit is exact across every
+    server process. It serializes one owner's creates only (a few milliseconds each: the
+    insert and the commit), never different owners'; SQLite's IMMEDIATE transactions
+    already serialize every writer, so it needs no lock.
+    """
+    limit = owner_run_limit(owner_id)
+    if not limit:
+        return
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [QUOTA_LOCK_CLASS, owner_id])
+    # An index-only count (run_owner_unfinished_idx): an owner's unfinished runs, no more.
+    active = Run.objects.filter(owner_id=owner_id, status__in=UNFINISHED).count()
+    if active + count > limit:
+        wanted = "a run" if count == 1 else f"{count} runs"
+        raise RateLimitedError(
+            "too_many_runs",
+            f"You have {active} runs queued or running, the limit is {limit}: "
+            f"{wanted} more would exceed it. Retry when some have finished.",
+            retry_after=settings.RUNS_QUOTA_RETRY_AFTER_S,
+            details={"limit": limit, "active": active, "requested": count},
+        )
+
+
+def _check_active(agent: Agent) -> None:
+    if not agent.is_active:
+        raise ConflictError("agent_inactive", f"Agent '{agent.slug}' is not active.")
+
+
+def _check_input(text: str) -> None:
+    if len(text) > settings.RUN_MAX_INPUT_CHARS:
+        raise ApplicationError(
+            "input_too_long",
+            f"input is {len(text)} characters; the limit is {settings.RUN_MAX_INPUT_CHARS}.",
+        )
+
+
+def _check_thread(agent: Agent, thread: Thread | None) -> None:
+    if thread is not None and thread.agent_id != agent.pk:
+        raise ApplicationError("thread_agent_mismatch", "The thread belongs to another agent.")
+
+
+def _check_budget(agent: Agent) -> None:
+    if (
+        agent.monthly_budget_usd is not None
+        and agent_month_spend(agent.pk) >= agent.monthly_budget_usd
+    ):
+        raise QuotaExhaustedError(
+            "budget_exhausted",
+            f"Agent '{agent.slug}' has spent its monthly budget of ${agent.monthly_budget_usd}.",
+        )
+
+
+def agent_run_base(agent: Agent) -> tuple[AgentVersion, dict[str, Any]]:
+    """The agent's current version and the configuration snapshot its runs start from
+    (once per request, also for a batch of many runs)."""
+    version = agent_version_current(agent)
+    config = agent_config_snapshot(agent)
+    config["agent_version"] = version.number
+    return version, config
+
+
+def run_config(
+    base: dict[str, Any],
+    *,
+    limits: dict[str, Any] | None = None,
+    extra_instructions: str = "",
+    model_settings: dict[str, Any] | None = None,
+    history: list[dict[str, str]] | None = None,
+    client: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One run's configuration: the agent's snapshot with this run's requests applied."""
+    config = dict(base)
+    config["limits"] = merge_limits(base["limits"], limits or {})
+    if extra_instructions:
+        config["instructions"] = "\n\n".join(
+            part for part in (base["instructions"], extra_instructions) if part
+        )
+    if model_settings:
+        config["model_settings"] = {**base["model_settings"], **model_settings}
+    if history:
+        config["history"] = history
+    if client:
+        config["client"] = client
+    return config
+
+
 def run_create(
     *,
     agent: Agent,
@@ -169,13 +286,8 @@ def run_create(
     ``model_settings`` override the agent's for this run (the caller checked them against
     the agent's limits). ``client`` is what the caller wants remembered with the run.
     """
-    if not agent.is_active:
-        raise ConflictError("agent_inactive", f"Agent '{agent.slug}' is not active.")
-    if len(input) > settings.RUN_MAX_INPUT_CHARS:
-        raise ApplicationError(
-            "input_too_long",
-            f"input is {len(input)} characters; the limit is {settings.RUN_MAX_INPUT_CHARS}.",
-        )
+    _check_active(agent)
+    _check_input(input)
     fingerprint = ""
     if idempotency_key:
         fingerprint = run_request_fingerprint(
@@ -191,32 +303,23 @@ def run_create(
         existing = Run.objects.filter(owner_id=owner.pk, idempotency_key=idempotency_key).first()
         if existing is not None:
             return _idempotent_replay(existing, fingerprint), False
-    if thread is not None and thread.agent_id != agent.pk:
-        raise ApplicationError("thread_agent_mismatch", "The thread belongs to another agent.")
-    version = agent_version_current(agent)
-    config = agent_config_snapshot(agent)
-    config["agent_version"] = version.number
-    config["limits"] = merge_limits(config["limits"], limits or {})
-    if extra_instructions:
-        config["instructions"] = "\n\n".join(
-            part for part in (config["instructions"], extra_instructions) if part
-        )
-    if model_settings:
-        config["model_settings"] = {**config["model_settings"], **model_settings}
-    if history:
-        config["history"] = history
-    if client:
-        config["client"] = client
-    if (
-        agent.monthly_budget_usd is not None
-        and agent_month_spend(agent.pk) >= agent.monthly_budget_usd
-    ):
-        raise QuotaExhaustedError(
-            "budget_exhausted",
-            f"Agent '{agent.slug}' has spent its monthly budget of ${agent.monthly_budget_usd}.",
-        )
+    _check_thread(agent, thread)
+    version, base = agent_run_base(agent)
+    config = run_config(
+        base,
+        limits=limits,
+        extra_instructions=extra_instructions,
+        model_settings=model_settings,
+        history=history,
+        client=client,
+    )
+    _check_budget(agent)
     try:
         with transaction.atomic():
+            if parent is None:
+                # A delegated child run is part of its parent's work, which already counts:
+                # refusing it would fail a run that is halfway done.
+                reserve_run_slots(owner.pk, 1)
             # django-stubs types the key as User; callers hold request.user's AbstractBaseUser.
             run = Run.objects.create(  # type: ignore[misc]
                 agent=agent,
@@ -294,6 +397,201 @@ def _after_create(run: Run, *, enqueue: bool) -> None:
         run_hand_over(run_id=run.id)
     else:
         Run.objects.filter(pk=run.id).update(dispatched_at=timezone.now())
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One input of a batch, as the API validated it (``thread`` is the id asked for)."""
+
+    input: str
+    thread: uuid.UUID | None = None
+    limits: dict[str, Any] | None = None
+    metadata: dict[str, str] | None = None
+
+
+def run_batch_create(
+    *,
+    agent: Agent,
+    owner: AbstractBaseUser,
+    items: list[BatchItem],
+    idempotency_key: str | None = None,
+) -> tuple[list[uuid.UUID], bool]:
+    """Create the runs of ``items`` whole or not at all; returns their ids in input order
+    and whether they were created now (``False``: an Idempotency-Key replay).
+
+    Every item is checked as a single create checks its request (input length, thread,
+    limits) and every refusal is reported at once, keyed by its path (``inputs[3].thread``);
+    the owner's quota counts the whole batch. The runs and their ``run.queued`` events are
+    two bulk inserts in one transaction, and the runs go to the broker after the commit
+    over one producer (``runs_hand_over``).
+    """
+    _check_active(agent)
+    fingerprint = ""
+    if idempotency_key:
+        fingerprint = run_batch_fingerprint(agent=agent, items=items)
+        existing = RunBatch.objects.filter(owner_id=owner.pk, idempotency_key=idempotency_key)
+        replay = existing.first()
+        if replay is not None:
+            return _batch_replay(replay, fingerprint), False
+    threads = _batch_threads(owner, items)
+    version, base = agent_run_base(agent)
+    runs: list[Run] = []
+    errors: dict[str, list[str]] = {}
+    for index, item in enumerate(items):
+        path = f"inputs[{index}]"
+        try:
+            runs.append(_batch_run(agent, owner, version, base, item, threads, path))
+        except _ItemError as exc:
+            errors.setdefault(exc.path, []).append(exc.message)
+    if errors:
+        raise ApplicationError(
+            "invalid_request", "Some inputs are not valid; see details.", details=errors
+        )
+    _check_budget(agent)
+    try:
+        with transaction.atomic():
+            reserve_run_slots(owner.pk, len(runs))
+            if idempotency_key:
+                RunBatch.objects.create(  # type: ignore[misc]
+                    owner=owner,
+                    idempotency_key=idempotency_key,
+                    idempotency_fingerprint=fingerprint,
+                    run_ids=[str(run.pk) for run in runs],
+                )
+            Run.objects.bulk_create(runs, batch_size=BATCH_INSERT_ROWS)
+            RunEvent.objects.bulk_create(
+                [
+                    RunEvent(run=run, seq=1, type="run.queued", data={}, created_at=run.created_at)
+                    for run in runs
+                ],
+                batch_size=BATCH_INSERT_ROWS,
+            )
+            ids = [run.pk for run in runs]
+            transaction.on_commit(functools.partial(_after_batch_create, agent.slug, ids))
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        # A concurrent request with the same key won the insert; return its runs.
+        won = RunBatch.objects.get(owner_id=owner.pk, idempotency_key=idempotency_key)
+        return _batch_replay(won, fingerprint), False
+    return ids, True
+
+
+# Rows per INSERT statement: a run has ~30 columns, and PostgreSQL takes at most 65,535
+# parameters in one statement.
+BATCH_INSERT_ROWS = 500
+
+
+class _ItemError(Exception):
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+def _batch_threads(owner: AbstractBaseUser, items: list[BatchItem]) -> dict[uuid.UUID, Thread]:
+    """The caller's threads the batch names, in one query."""
+    wanted = {item.thread for item in items if item.thread is not None}
+    if not wanted:
+        return {}
+    return {t.pk: t for t in Thread.objects.filter(pk__in=wanted, owner_id=owner.pk)}
+
+
+def _batch_run(
+    agent: Agent,
+    owner: AbstractBaseUser,
+    version: AgentVersion,
+    base: dict[str, Any],
+    item: BatchItem,
+    threads: dict[uuid.UUID, Thread],
+    path: str,
+) -> Run:
+    """One item's unsaved run, or an ``_ItemError`` at the path of what is wrong."""
+    try:
+        _check_input(item.input)
+    except ApplicationError as exc:
+        raise _ItemError(f"{path}.input", exc.message) from None
+    thread = None
+    if item.thread is not None:
+        thread = threads.get(item.thread)
+        if thread is None:
+            raise _ItemError(f"{path}.thread", "No such thread.")
+        if thread.agent_id != agent.pk:
+            raise _ItemError(f"{path}.thread", "The thread belongs to another agent.")
+    client = {"metadata": item.metadata} if item.metadata else None
+    try:
+        config = run_config(base, limits=item.limits, client=client)
+    except ApplicationError as exc:
+        limit = exc.details.get("limit") if isinstance(exc.details, dict) else None
+        raise _ItemError(f"{path}.limits" + (f".{limit}" if limit else ""), exc.message) from None
+    # django-stubs types the owner as User; callers hold request.user (as in run_create).
+    return Run(  # type: ignore[misc]
+        agent=agent,
+        owner=owner,
+        input=item.input,
+        config=config,
+        agent_version=version,
+        limits={name: config["limits"][name] for name in item.limits or {}},
+        thread=thread,
+    )
+
+
+def run_batch_fingerprint(*, agent: Agent, items: list[BatchItem]) -> str:
+    """SHA-256 of a whole batch request in canonical JSON (``run_request_fingerprint``'s
+    rule: key order and whitespace do not count, every value and the items' order do)."""
+    asked = {
+        "agent": agent.slug,
+        "inputs": [
+            {
+                "input": item.input,
+                "thread": str(item.thread) if item.thread else None,
+                "limits": item.limits or {},
+                "metadata": item.metadata or {},
+            }
+            for item in items
+        ],
+    }
+    canonical = json.dumps(asked, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _batch_replay(batch: RunBatch, fingerprint: str) -> list[uuid.UUID]:
+    if batch.idempotency_fingerprint != fingerprint:
+        raise UnprocessableError(
+            "idempotency_key_reused",
+            "This Idempotency-Key was used with a different request; use a new key.",
+            details={"batch": str(batch.pk)},
+        )
+    return [uuid.UUID(run_id) for run_id in batch.run_ids]
+
+
+def _after_batch_create(agent_slug: str, run_ids: list[uuid.UUID]) -> None:
+    metrics.runs_created.labels(agent=agent_slug).inc(len(run_ids))
+    runs_hand_over(run_ids=run_ids)
+
+
+def runs_hand_over(*, run_ids: list[uuid.UUID]) -> int:
+    """``run_hand_over`` for many runs: their messages over one broker connection, then
+    one UPDATE marking those sent. Returns how many went; if the broker refuses one, the
+    rest stay owed and ``runs_dispatch`` sends them once it answers."""
+    from agents.runtime.executors import BROKER_ERRORS, enqueue_runs
+
+    sent: list[uuid.UUID] = []
+    try:
+        enqueue_runs(run_ids, sent=sent)
+    except BROKER_ERRORS as exc:
+        log.warning(
+            "runs_hand_over_failed",
+            sent=len(sent),
+            owed=len(run_ids) - len(sent),
+            error=f"{type(exc).__name__}",
+        )
+        metrics.run_hand_over_failures.inc()
+    if sent:
+        Run.objects.filter(pk__in=sent, dispatched_at__isnull=True).update(
+            dispatched_at=timezone.now()
+        )
+    return len(sent)
 
 
 def run_hand_over(*, run_id: uuid.UUID) -> bool:

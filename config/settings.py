@@ -295,6 +295,13 @@ CELERY_BEAT_SCHEDULE = {
 
 DEMO_MODEL_DELAY_MS = env.int("DEMO_MODEL_DELAY_MS", default=30)
 RUN_MAX_INPUT_CHARS = env.int("RUN_MAX_INPUT_CHARS", default=32_000)
+# Runs one owner may have queued or running at once (0: unlimited); beyond it a create is
+# a 429 too_many_runs. A user's RunQuota (admin) overrides it. 2,000 lets one owner fill a
+# scaled-out deployment's in-flight capacity while a runaway script stops well before the
+# queue holds more than the workers will reach in minutes.
+RUNS_MAX_ACTIVE_PER_OWNER = env.int("RUNS_MAX_ACTIVE_PER_OWNER", default=2000)
+# The Retry-After of a too_many_runs 429: about how long a few runs take to finish.
+RUNS_QUOTA_RETRY_AFTER_S = env.int("RUNS_QUOTA_RETRY_AFTER_S", default=5)
 # How long events wait to be written and published together; deltas inside one window
 # are coalesced into one event.
 EVENT_FLUSH_WINDOW_MS = env.int("EVENT_FLUSH_WINDOW_MS", default=2)
@@ -354,7 +361,12 @@ REST_FRAMEWORK: dict[str, Any] = {
     "PAGE_SIZE": 50,
     # Counted per token in the cache below: shared by every process when REDIS_URL is set.
     "DEFAULT_THROTTLE_CLASSES": ["core.throttles.TokenRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"token": env.str("API_THROTTLE_RATE", default="6000/min")},
+    "DEFAULT_THROTTLE_RATES": {
+        "token": env.str("API_THROTTLE_RATE", default="6000/min"),
+        # Run creations (a single create, a batch, an OpenAI-compatible call) per token;
+        # also counted by the "token" rate above.
+        "run_create": env.str("API_RUN_CREATE_RATE", default="3000/min"),
+    },
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append(

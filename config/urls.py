@@ -59,6 +59,11 @@ api_v1 = [
         name="provider-check",
     ),
     path("agents/<slug:slug>/runs/", agents_api.AgentRunCreateView.as_view(), name="agent-runs"),
+    path(
+        "agents/<slug:slug>/runs/batch/",
+        agents_api.AgentRunBatchCreateView.as_view(),
+        name="agent-runs-batch",
+    ),
     path("runs/", agents_api.RunListView.as_view(), name="run-list"),
     path("threads/", api_threads.ThreadListCreateView.as_view(), name="thread-list"),
     path("threads/<str:thread_id>/", api_threads.ThreadDetailView.as_view(), name="thread-detail"),

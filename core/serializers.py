@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import models
 from rest_framework import serializers
+from rest_framework.settings import api_settings
 
 
 class StrictFieldsMixin:
@@ -118,3 +119,35 @@ class MoneyField(serializers.DecimalField):
 
     def to_representation(self, value: Any) -> str:
         return money_str(value)
+
+
+def error_paths(detail: Any, path: str = "") -> dict[str, list[str]]:
+    """A serializer's nested errors flattened to one message list per path, as a client
+    addresses the value: ``{"inputs[3].thread": [...], "inputs[7].limits.timeout_s": [...]}``
+    instead of a list of a thousand mostly empty objects. Errors of a list or object as a
+    whole (DRF's ``non_field_errors``) are under its own path."""
+    found: dict[str, list[str]] = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            if isinstance(key, int):  # a list's errors by index (DRF's ListField, ListSerializer)
+                inner = f"{path}[{key}]"
+            elif key == api_settings.NON_FIELD_ERRORS_KEY:
+                inner = path
+            else:
+                inner = _join(path, str(key))
+            for where, messages in error_paths(value, inner).items():
+                found.setdefault(where, []).extend(messages)
+    elif isinstance(detail, list) and all(isinstance(item, str) for item in detail):
+        if detail:
+            found[path or api_settings.NON_FIELD_ERRORS_KEY] = [str(item) for item in detail]
+    elif isinstance(detail, list):
+        for index, item in enumerate(detail):
+            for where, messages in error_paths(item, f"{path}[{index}]").items():
+                found.setdefault(where, []).extend(messages)
+    else:
+        found[path or api_settings.NON_FIELD_ERRORS_KEY] = [str(detail)]
+    return found
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key

@@ -36,3 +36,11 @@ class TokenRateThrottle(SimpleRateThrottle):
             # should not become an outage of the API.
             log.warning("throttle_cache_unavailable", error=type(exc).__name__)
             return True
+
+
+class RunCreateRateThrottle(TokenRateThrottle):
+    """``API_RUN_CREATE_RATE`` run creations per bearer token (per user for sessions), on
+    top of the general rate: a script looping over the create endpoint is slowed down long
+    before it fills the queue. A batch is one creation here; the run quota counts its runs."""
+
+    scope = "run_create"

@@ -89,13 +89,10 @@ def from_application_error(error: ApplicationError) -> OpenAIError:
             return OpenAIError(
                 503, error.message, type="server_error", code=error.code, retry_after=retry_after
             )
-        return OpenAIError(
-            429,
-            error.message,
-            type="requests",
-            code="rate_limit_exceeded",
-            retry_after=retry_after,
-        )
+        # too_many_runs (the run quota) keeps its code: waiting for the owner's runs to
+        # finish is another remedy than slowing down.
+        code = error.code if error.code == "too_many_runs" else "rate_limit_exceeded"
+        return OpenAIError(429, error.message, type="requests", code=code, retry_after=retry_after)
     if error.kind == "not_found":
         return OpenAIError(404, error.message, code=error.code)
     if error.kind == "forbidden":

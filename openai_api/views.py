@@ -1,6 +1,6 @@
 """``/v1/``: thin async views (no thread per streaming client under daphne).
 
-Each view authenticates the bearer token, applies the API's per-user throttle, validates
+Each view authenticates the bearer token, applies the REST API's per-token throttles, validates
 the body (``openai_api.params``) and calls a service; every error leaves in OpenAI's
 shape (``openai_api.errors``). Only bearer tokens are accepted, so CSRF does not apply.
 """
@@ -16,14 +16,14 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from rest_framework.settings import api_settings
-from rest_framework.throttling import UserRateThrottle
+from knox.settings import CONSTANTS
 
 from agents.auth import bearer_credentials, user_for_token
 from agents.lifecycle import TERMINAL
 from agents.services import run_cancel
 from agents.transport import write_buffer_of
 from core.errors import ApplicationError
+from core.throttles import RunCreateRateThrottle, TokenRateThrottle
 from openai_api import params, services, streams
 from openai_api.errors import (
     OpenAIError,
@@ -35,24 +35,31 @@ from openai_api.errors import (
 
 View = Callable[..., Awaitable[HttpResponse]]
 MAX_IDEMPOTENCY_KEY = 255
+TOKEN_KEY = CONSTANTS.TOKEN_KEY_LENGTH  # knox's lookup prefix, the throttles' key
 
 
-class _Throttle(UserRateThrottle):
-    """The REST API's per-user rate, read when used (so it follows the settings)."""
-
-    def get_rate(self) -> str | None:
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
-
-
-def _throttle_wait(user: Any) -> float | None:
-    throttle = _Throttle()
-    if throttle.allow_request(SimpleNamespace(user=user), None):
+def _throttle_wait(user: Any, token: str, throttle: TokenRateThrottle) -> float | None:
+    """Seconds to wait if the token is over ``throttle``'s rate, counted together with
+    the REST API's requests of the same token (the same cache keys)."""
+    request = SimpleNamespace(user=user, auth=SimpleNamespace(token_key=token[:TOKEN_KEY]))
+    if throttle.allow_request(request, None):
         return None
     return throttle.wait() or 1.0
 
 
-def openai_view(*methods: str) -> Callable[[View], View]:
-    """Method check, bearer authentication, throttling and the error shape for a view."""
+def _rate_limited(wait: float) -> OpenAIError:
+    return OpenAIError(
+        429,
+        "Rate limit reached for requests; try again later.",
+        type="requests",
+        code="rate_limit_exceeded",
+        retry_after=max(1, round(wait)),
+    )
+
+
+def openai_view(*methods: str, creates_runs: bool = False) -> Callable[[View], View]:
+    """Method check, bearer authentication, throttling and the error shape for a view;
+    a view that ``creates_runs`` is also held to the token's run-creation rate."""
 
     def decorate(view: View) -> View:
         @csrf_exempt
@@ -67,15 +74,13 @@ def openai_view(*methods: str) -> Callable[[View], View]:
                 user = await user_for_token(token) if token else None
                 if user is None or not user.is_authenticated:
                     raise not_authenticated()
-                wait = await sync_to_async(_throttle_wait)(user)
-                if wait is not None:
-                    raise OpenAIError(
-                        429,
-                        "Rate limit reached for requests; try again later.",
-                        type="requests",
-                        code="rate_limit_exceeded",
-                        retry_after=max(1, round(wait)),
-                    )
+                throttles = [TokenRateThrottle()]
+                if creates_runs:
+                    throttles.append(RunCreateRateThrottle())
+                for throttle in throttles:
+                    wait = await sync_to_async(_throttle_wait)(user, token or "", throttle)
+                    if wait is not None:
+                        raise _rate_limited(wait)
                 return await view(request, user, *args, **kwargs)
             except ApplicationError as exc:
                 return from_application_error(exc).response()
@@ -125,7 +130,7 @@ async def model_detail(request: HttpRequest, user: Any, model: str) -> HttpRespo
     return JsonResponse(services.model_object(agent))
 
 
-@openai_view("POST")
+@openai_view("POST", creates_runs=True)
 async def chat_completions(request: HttpRequest, user: Any) -> HttpResponse:
     body = _body(request)
     key = _idempotency_key(request)
@@ -150,7 +155,7 @@ async def chat_completions(request: HttpRequest, user: Any) -> HttpResponse:
     return JsonResponse(services.chat_completion_object(done, reason))
 
 
-@openai_view("POST")
+@openai_view("POST", creates_runs=True)
 async def responses_create(request: HttpRequest, user: Any) -> HttpResponse:
     body = _body(request)
     key = _idempotency_key(request)

@@ -126,6 +126,24 @@ def enqueue_run(run_id: uuid.UUID) -> None:
     _start_in_process(run_id)
 
 
+def enqueue_runs(run_ids: list[uuid.UUID], *, sent: list[uuid.UUID]) -> None:
+    """``enqueue_run`` for many runs; appends each one to ``sent`` once the broker took it
+    (a broker error part-way leaves the rest owed). The Celery messages share one
+    producer and its connection: acquiring one from the pool per message cost more than
+    the publish itself."""
+    if settings.RUN_EXECUTOR == "celery":
+        from agents.tasks import execute_run_task
+
+        with execute_run_task.app.producer_or_acquire() as producer:
+            for run_id in run_ids:
+                execute_run_task.apply_async((str(run_id),), producer=producer)
+                sent.append(run_id)
+        return
+    for run_id in run_ids:
+        _start_in_process(run_id)
+        sent.append(run_id)
+
+
 def _start_in_process(run_id: uuid.UUID) -> None:
     from agents.runtime import execute_run
 

@@ -150,15 +150,14 @@ def test_an_exhausted_budget_is_a_429_insufficient_quota(
 
 
 def test_throttling_is_a_429_with_retry_after(
-    alice_v1: Client, demo_agent: Agent, settings: Any
+    alice_v1: Client, demo_agent: Agent, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from django.core.cache import cache
 
+    from core.throttles import TokenRateThrottle
+
     cache.clear()
-    settings.REST_FRAMEWORK = {
-        **settings.REST_FRAMEWORK,
-        "DEFAULT_THROTTLE_RATES": {"user": "2/min"},
-    }
+    monkeypatch.setattr(TokenRateThrottle, "THROTTLE_RATES", {"token": "2/min"})
     statuses = [alice_v1.get("/v1/models").status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
     limited = alice_v1.get("/v1/models")
@@ -233,3 +232,35 @@ def test_application_errors_map_to_the_statuses_the_sdk_knows() -> None:
     assert run_failure("timed_out", "slow").status == 504
     assert run_failure("internal_error", "").status == 500
     assert run_failure("budget_exhausted", "spent").code == "insufficient_quota"
+
+
+def test_creating_runs_is_held_to_the_tokens_run_creation_rate(
+    alice_v1: Client, demo_agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.core.cache import cache
+
+    from core.throttles import RunCreateRateThrottle
+
+    cache.clear()
+    monkeypatch.setattr(
+        RunCreateRateThrottle, "THROTTLE_RATES", {"token": "100/min", "run_create": "1/min"}
+    )
+    background = {"model": "demo-assistant", "input": "hi", "background": True}
+    assert post(alice_v1, "/v1/responses", background).status_code == 200
+    limited = post(alice_v1, "/v1/chat/completions", chat())
+    assert limited.status_code == 429
+    assert error_of(limited)["code"] == "rate_limit_exceeded"
+    assert int(limited["Retry-After"]) >= 1
+    assert alice_v1.get("/v1/models").status_code == 200  # not a creation
+    cache.clear()
+
+
+def test_beyond_the_run_quota_a_create_is_a_429_too_many_runs(
+    alice: Any, alice_v1: Client, demo_agent: Agent, settings: Any
+) -> None:
+    settings.RUNS_MAX_ACTIVE_PER_OWNER = 1
+    Run.objects.create(agent=demo_agent, owner=alice, input="x")  # queued
+    response = post(alice_v1, "/v1/chat/completions", chat())
+    assert response.status_code == 429
+    assert error_of(response)["code"] == "too_many_runs"
+    assert int(response["Retry-After"]) >= 1
