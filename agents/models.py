@@ -248,12 +248,6 @@ class Run(models.Model):
             # Usage over a window, for one agent or for one owner's runs.
             models.Index(fields=["agent", "created_at"], name="run_agent_created_idx"),
             models.Index(fields=["owner", "created_at"], name="run_owner_created_idx"),
-            # The run quota's count of one owner's unfinished runs, at every create.
-            models.Index(
-                fields=["owner"],
-                condition=models.Q(status__in=UNFINISHED),
-                name="run_owner_unfinished_idx",
-            ),
             # The few unfinished runs among millions: the reaper's and /metrics' queries.
             models.Index(
                 fields=["status", "created_at"],
@@ -261,7 +255,8 @@ class Run(models.Model):
                 name="run_unfinished_idx",
             ),
             # Fair dispatch between owners (claims.FAIREST_QUEUED_RUN): each owner's runs
-            # in flight, and its oldest queued run.
+            # in flight, and its oldest queued run. Also the run quota's count of one
+            # owner's unfinished runs at every create (agents.services.reserve_run_slots).
             models.Index(
                 fields=["owner", "status", "created_at"],
                 condition=models.Q(status__in=UNFINISHED),

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agents', '0009_api_token'),
+        ('agents', '0010_run_owner_unfinished_idx'),
         ('auth', '0012_alter_user_first_name_max_length'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
@@ -35,10 +35,6 @@ class Migration(migrations.Migration):
             options={
                 'verbose_name': 'run quota',
             },
-        ),
-        migrations.AddIndex(
-            model_name='run',
-            index=models.Index(condition=models.Q(('status__in', ('queued', 'running', 'cancelling'))), fields=['owner'], name='run_owner_unfinished_idx'),
         ),
         migrations.AddField(
             model_name='runbatch',
