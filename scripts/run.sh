@@ -37,6 +37,9 @@ if [ -n "${REDIS_URL:-}" ]; then
 fi
 
 echo "Switchyard on http://$HOST:$PORT/  (admin: /admin/, API: /api/v1/, docs: /api/docs/)"
-"$PY" -m daphne -b "$HOST" -p "$PORT" config.asgi:application &
+# A Twisted endpoint rather than -b/-p: those listen with a backlog of 50, and a burst of
+# connections beyond it is reset by the kernel (docs/configuration.md, HTTP_LISTEN_BACKLOG).
+"$PY" -m daphne -e "tcp:port=$PORT:interface=${HOST//:/\\:}:backlog=${HTTP_LISTEN_BACKLOG:-2048}" \
+  config.asgi:application &
 pids+=($!)
 wait -n "${pids[@]}"

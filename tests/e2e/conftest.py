@@ -164,10 +164,8 @@ def daphne_args(port: int) -> list[str]:
         sys.executable,
         "-m",
         "daphne",
-        "-b",
-        "127.0.0.1",
-        "-p",
-        str(port),
+        "-e",  # as scripts/run.sh: a listen backlog a burst of connections fits in
+        f"tcp:port={port}:interface=127.0.0.1:backlog=2048",
         "config.asgi:application",
     ]
 
