@@ -35,7 +35,7 @@ from agents.runtime.fencing import ClaimLost, holds_claim
 from agents.runtime.guard import Guard, RunBlocked
 from agents.runtime.ledger import BudgetExhausted, RunLedger, RunLimitExceeded
 from agents.runtime.providers import MeteredModel, build_model, error_code, error_message
-from agents.runtime.watch import run_watch
+from agents.runtime.watch import RunWatch, run_watch
 from agents.tools import ToolContext, get_tool
 from agents.tools.utils import to_pydantic_ai
 from monitoring import metrics
@@ -310,6 +310,14 @@ async def run_claimed(claimed: Claimed) -> str | None:
     run, started_event = claimed
     structlog.contextvars.bind_contextvars(run_id=str(run.id), agent=run.agent.slug)
     watch = run_watch()
+    watch.hold(run.id, run.attempt)  # alive from the claim, not only while it streams
+    try:
+        return await _execute_claimed(run, started_event, watch)
+    finally:
+        watch.discard(run.id)
+
+
+async def _execute_claimed(run: Run, started_event: Any, watch: RunWatch) -> str | None:
     emitter = EventEmitter(
         run.id,
         started_event.seq + 1,
@@ -366,14 +374,14 @@ async def _supervise(run_id: uuid.UUID, attempt: int, execution: RunExecution) -
     try:
         return await work
     except asyncio.CancelledError:
-        why = watch.discard(run_id)
+        why = watch.detach(run_id)
         if why == "lost":
             raise ClaimLost(str(run_id)) from None
         if why is None:
             raise  # our own task is being cancelled (shutdown), not the run
         return execution.outcome(RunStatus.CANCELLED, "cancelled", "Cancelled on request.")
     finally:
-        watch.discard(run_id)
+        watch.detach(run_id)  # the heartbeat goes on until run_claimed has finished
 
 
 def _crash_outcome(exc: Exception) -> Outcome:

@@ -79,9 +79,21 @@ class RunWatch:
         self._lock = threading.Lock()
         self._wake = threading.Event()  # the last run left: end the thread now
 
+    def hold(self, run_id: uuid.UUID, attempt: int) -> None:
+        """Keep a claimed run's heartbeat fresh before it has work to cancel: from the
+        claim, while it waits for the database to prepare it, to the end of its finish.
+        A run waiting that long for a database thread is alive; without a beat the
+        reaper took it for dead and started it a second time (bench_capacity)."""
+        self._register(run_id, attempt, None)
+
     def add(self, run_id: uuid.UUID, work: asyncio.Task[Any], attempt: int = 1) -> None:
+        """Watch a run's work: a cancel request or a lost claim cancels it."""
+        self._register(run_id, attempt, work)
+
+    def _register(self, run_id: uuid.UUID, attempt: int, work: asyncio.Task[Any] | None) -> None:
         with self._lock:
-            self.work[run_id] = work
+            if work is not None:
+                self.work[run_id] = work
             self.attempts[run_id] = attempt
             if self.thread is None:
                 self.thread = threading.Thread(
@@ -89,14 +101,24 @@ class RunWatch:
                 )
                 self.thread.start()
 
+    def detach(self, run_id: uuid.UUID) -> str | None:
+        """Stop watching the run's work, keep its heartbeat (it still has to finish);
+        "cancelled" if the work was cancelled on request, "lost" if because its claim
+        was lost, else None."""
+        with self._lock:
+            self.work.pop(run_id, None)
+        return self._why_stopped(run_id)
+
     def discard(self, run_id: uuid.UUID) -> str | None:
-        """Stop watching; "cancelled" if its work was cancelled on request, "lost" if
-        because its claim was lost, else None."""
+        """Stop watching the run altogether (it has finished); as ``detach``."""
         with self._lock:
             self.work.pop(run_id, None)
             self.attempts.pop(run_id, None)
             if not self.attempts:
                 self._wake.set()
+        return self._why_stopped(run_id)
+
+    def _why_stopped(self, run_id: uuid.UUID) -> str | None:
         if run_id in self.lost:
             self.lost.discard(run_id)
             return "lost"

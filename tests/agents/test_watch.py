@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from django.db.backends.signals import connection_created
 from agents.lifecycle import RunStatus
 from agents.models import Run
 from agents.runtime import execute_run, watch
+from agents.runtime.engine import claim_run, run_claimed
 from agents.services import run_cancel, run_create
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -42,7 +45,9 @@ class CheckInCounter:
             and sql.startswith("SELECT")
             and not fence
         ):
-            self.checks.append(sum(isinstance(p, uuid.UUID) for p in params))
+            asked = sum(isinstance(p, uuid.UUID) for p in params)
+            if asked:  # not fair dispatch's claim, which counts owners' active runs
+                self.checks.append(asked)
         return execute(sql, params, many, context)
 
     def install(self, sender: Any, connection: Any, **kwargs: Any) -> None:
@@ -122,3 +127,34 @@ async def test_a_finished_run_leaves_the_watch(settings: Any, alice: Any, demo_a
     if thread is not None:
         await asyncio.to_thread(thread.join, 2 * watch.WATCH_INTERVAL_S + 1)
         assert not thread.is_alive()
+
+
+async def test_a_claimed_run_waiting_for_a_database_thread_keeps_its_heartbeat(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, alice: Any, demo_agent: Any
+) -> None:
+    # Given a claimed run, and the loop's database threads all busy (under load every
+    # run's prepare and finish wait behind other runs' steps: bench_capacity saw 30 s)
+    monkeypatch.setattr(watch, "HEARTBEAT_EVERY_S", 0.0)
+    settings.DEMO_MODEL_DELAY_MS = 0
+    run = await start(demo_agent, alice, words=3)
+    claimed = await claim_run(run.id)
+    assert claimed is not None
+    first = (await Run.objects.aget(pk=run.id)).heartbeat_at
+    loop = asyncio.get_running_loop()
+    busy = ThreadPoolExecutor(max_workers=1)
+    loop.set_default_executor(busy)
+    release = threading.Event()
+    blocker = loop.run_in_executor(None, release.wait)
+    try:
+        # When the run starts, and its prepare waits for the one database thread
+        task = asyncio.create_task(run_claimed(claimed))
+        await asyncio.sleep(watch.WATCH_INTERVAL_S * 4)
+        # Then the heartbeat moved on while it waited: the reaper sees it alive
+        waiting = await Run.objects.aget(pk=run.id)
+        assert waiting.status == RunStatus.RUNNING and waiting.output == ""
+        assert waiting.heartbeat_at > first
+    finally:
+        release.set()
+        await blocker
+    assert await task == "succeeded"
+    assert run.id not in watch.run_watch().attempts  # and it left the watch at the end
