@@ -99,21 +99,37 @@ STREAM_WARM_TEXT = (
 
 
 class Utf8Text:
-    """A text's UTF-8 encoding with offset conversion (identity when it is ASCII)."""
+    """A text's UTF-8 encoding with offset conversion (identity when it is ASCII).
 
-    __slots__ = ("data", "ascii")
+    Conversions are remembered: a step's detectors mostly ask about the same positions
+    (their chains wait at the same place, and most prefixes end at the end of the text).
+    """
+
+    __slots__ = ("data", "ascii", "_to_byte", "_to_char")
 
     def __init__(self, text: str) -> None:
         self.data = text.encode()
         self.ascii = len(self.data) == len(text)
+        self._to_byte = {len(text): len(self.data)}
+        self._to_char = {len(self.data): len(text)}
 
     def byte_offset(self, i: int) -> int:
         """Byte offset of character ``i``."""
-        return i if self.ascii else int(_re2.CharLenToBytes(self.data, 0, i))
+        if self.ascii:
+            return i
+        b = self._to_byte.get(i)
+        if b is None:
+            b = self._to_byte[i] = int(_re2.CharLenToBytes(self.data, 0, i))
+        return b
 
     def char_offset(self, b: int) -> int:
         """Character offset of byte ``b`` (a character boundary)."""
-        return b if self.ascii else int(_re2.BytesToCharLen(self.data, 0, b))
+        if self.ascii:
+            return b
+        i = self._to_char.get(b)
+        if i is None:
+            i = self._to_char[b] = int(_re2.BytesToCharLen(self.data, 0, b))
+        return i
 
 
 _CATEGORY_EXACT = {
