@@ -305,6 +305,9 @@ RUNS_QUOTA_RETRY_AFTER_S = env.int("RUNS_QUOTA_RETRY_AFTER_S", default=5)
 # How long events wait to be written and published together; deltas inside one window
 # are coalesced into one event.
 EVENT_FLUSH_WINDOW_MS = env.int("EVENT_FLUSH_WINDOW_MS", default=2)
+# Under load the event writer lets deltas coalesce for longer, but a watched run still
+# gets new text at least this often (agents.runtime.events.pause_before_write).
+STREAM_MAX_DELTA_GAP_MS = env.int("STREAM_MAX_DELTA_GAP_MS", default=100)
 WS_PING_INTERVAL_S = env.int("WS_PING_INTERVAL_S", default=20)
 SSE_KEEPALIVE_S = env.int("SSE_KEEPALIVE_S", default=WS_PING_INTERVAL_S)
 # Events a stream viewer may have queued before it counts as too slow (docs/streaming.md).

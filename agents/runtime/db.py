@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -20,8 +21,11 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def in_db_thread(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
-    """``func`` as a coroutine running on the shared thread pool."""
+def in_db_thread(
+    func: Callable[P, R], executor: ThreadPoolExecutor | None = None
+) -> Callable[P, Awaitable[R]]:
+    """``func`` as a coroutine running on the shared thread pool (or on ``executor``, for
+    work that must not queue behind everyone else's, like the event writer's)."""
 
     @functools.wraps(func)
     def step(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -30,4 +34,4 @@ def in_db_thread(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
         finally:
             connection.close()  # back to the pool (or closed, without one)
 
-    return sync_to_async(step, thread_sensitive=False)
+    return sync_to_async(step, thread_sensitive=False, executor=executor)

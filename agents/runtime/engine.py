@@ -177,7 +177,7 @@ class RunExecution:
         released = await self.guard.feed(text) if text else ""
         if released:
             self.state.streamed.append(released)
-            self.emitter.emit("message.delta", {"delta": released})
+            self.emitter.emit_delta(released)
 
     async def _map(self, event: AgentStreamEvent) -> None:
         emit = self.emitter.emit
@@ -190,7 +190,7 @@ class RunExecution:
             rest, content = await self.guard.finish_part()
             if rest:
                 self.state.streamed.append(rest)
-                emit("message.delta", {"delta": rest})
+                self.emitter.emit_delta(rest)
             self.state.text.append(content)
             emit("message.completed", {"content": content})
         elif isinstance(event, FunctionToolCallEvent):

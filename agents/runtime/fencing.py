@@ -12,9 +12,12 @@ then; every provider call is preceded by the same check.
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 
 from agents.lifecycle import ACTIVE
 from agents.models import Run, RunEvent
@@ -23,6 +26,20 @@ from agents.models import Run, RunEvent
 class ClaimLost(Exception):
     """This attempt no longer owns its run (re-queued, or claimed by another attempt); it
     must stop without calling the provider or writing anything more."""
+
+
+Attempt = tuple[uuid.UUID, int]  # a run and the attempt that executes it
+
+
+def owned_by(attempts: Iterable[Attempt]) -> Q:
+    """Rows of these runs under the given attempts (grouped: most runs are attempt 1)."""
+    by_attempt: dict[int, list[uuid.UUID]] = defaultdict(list)
+    for run_id, attempt in attempts:
+        by_attempt[attempt].append(run_id)
+    q = Q(pk__in=[])
+    for attempt, ids in by_attempt.items():
+        q |= Q(attempt=attempt, pk__in=ids)
+    return q
 
 
 def _owned(run_id: uuid.UUID, attempt: int) -> Any:
@@ -51,3 +68,32 @@ def store_events(run_id: uuid.UUID, attempt: int | None, events: list[RunEvent])
             return False
         RunEvent.objects.bulk_create(events)
     return True
+
+
+def store_batches(batches: list[tuple[uuid.UUID, int | None, list[RunEvent]]]) -> set[Attempt]:
+    """Insert the events of many runs in one transaction: one fencing query for every
+    attempt among them, one bulk insert. Returns the attempts that lost their claim;
+    nothing of theirs is stored. Rows are locked in primary-key order, so two such
+    writers (or this and the heartbeat's UPDATE) take their locks in the same order."""
+    pairs = {(run_id, attempt) for run_id, attempt, _ in batches if attempt is not None}
+    with transaction.atomic():
+        owned: set[Attempt] = set()
+        if pairs:
+            locked = (
+                Run.objects.filter(owned_by(pairs), status__in=ACTIVE)
+                .select_for_update(no_key=True)
+                .order_by("pk")
+                .values_list("pk", "attempt")
+            )
+            owned = set(locked)
+        lost = pairs - owned
+        RunEvent.objects.bulk_create(
+            [
+                event
+                for run_id, attempt, events in batches
+                if attempt is None or (run_id, attempt) in owned
+                for event in events
+            ],
+            batch_size=5000,
+        )
+    return lost

@@ -21,17 +21,16 @@ import threading
 import time
 import uuid
 import weakref
-from collections import defaultdict
 from typing import Any
 
 import structlog
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q
 from django.utils import timezone
 
 from agents.lifecycle import ACTIVE, RunStatus
 from agents.models import Run
+from agents.runtime.fencing import owned_by
 
 log = structlog.get_logger(__name__)
 
@@ -40,23 +39,12 @@ WATCH_INTERVAL_S = 0.25
 HEARTBEAT_EVERY_S = 2.0
 
 
-def _owned_by(runs: dict[uuid.UUID, int]) -> Q:
-    """Rows of these runs under the given attempts (grouped: most runs are attempt 1)."""
-    by_attempt: dict[int, list[uuid.UUID]] = defaultdict(list)
-    for run_id, attempt in runs.items():
-        by_attempt[attempt].append(run_id)
-    q = Q(pk__in=[])
-    for attempt, ids in by_attempt.items():
-        q |= Q(attempt=attempt, pk__in=ids)
-    return q
-
-
 def check_in(
     runs: dict[uuid.UUID, int], *, heartbeat: bool
 ) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
     """(runs asked to cancel, runs this process no longer owns) among ``runs`` (run id ->
     attempt), refreshing the heartbeat of those still owned when asked."""
-    owned = Run.objects.filter(_owned_by(runs), status__in=ACTIVE)
+    owned = Run.objects.filter(owned_by(runs.items()), status__in=ACTIVE)
     if heartbeat:
         owned.update(heartbeat_at=timezone.now())
     rows = dict(owned.values_list("pk", "status"))

@@ -38,7 +38,8 @@ class CheckInCounter:
         self.checks: list[int] = []  # how many run ids each check asked about
 
     def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        fence = "LIMIT 1" in sql  # the fencing checks of writes and provider calls
+        # The fencing checks of provider calls, and of the event writer's locking query
+        fence = "LIMIT 1" in sql or "FOR NO KEY UPDATE" in sql
         if (
             "cancelling" in (params or ())
             and " IN (" in sql
