@@ -250,9 +250,7 @@ def platform(setup: Any, base_url: str, runs: int) -> dict[str, Any]:
     finally:
         stack.stop()
     tokens = runs * TOKENS
-    ws_gaps = [
-        (b - a) * 1000 for times in watched for a, b in zip(times, times[1:], strict=False)
-    ]
+    ws_gaps = [(b - a) * 1000 for times in watched for a, b in zip(times, times[1:], strict=False)]
     return {
         "runs": runs,
         "tokens": tokens,
