@@ -91,8 +91,18 @@ NAMED_FIRST = """(r.id = %(run)s OR NOT EXISTS (
       SELECT 1 FROM agents_run n
       WHERE n.id = %(run)s AND n.status = 'queued' AND n.owner_id = (SELECT owner_id FROM fairest)
   ))"""
-# ... and when another ticket holds the named run's lock (a duplicate message), the oldest.
-NAMED_LOCKED = "r.id <> %(run)s"
+# When that finds nothing although runs are queued, other tickets hold the rows it would
+# take (say the fairest owner's only queued run): the oldest queued run anyone may start,
+# so that no ticket is spent without starting one while runs wait.
+ANY_QUEUED_RUN = """
+SELECT r.id FROM agents_run r
+WHERE r.status = 'queued'
+  AND EXISTS (
+      SELECT 1 FROM agents_agent a WHERE a.id = r.agent_id AND a.max_concurrent_runs IS NULL
+  )
+ORDER BY r.created_at
+LIMIT 1
+"""
 
 
 def fairest_queued_run(run_id: uuid.UUID, owner_id: int) -> uuid.UUID | None:
@@ -102,18 +112,16 @@ def fairest_queued_run(run_id: uuid.UUID, owner_id: int) -> uuid.UUID | None:
     named = Run._meta.pk.get_db_prep_value(run_id, connection)  # SQLite stores hex
     params = {"run": named, "owner": owner_id}
     with connection.cursor() as cursor:
-        cursor.execute(_fairest_sql(NAMED_FIRST), params)
+        cursor.execute(_locking(FAIREST_QUEUED_RUN.replace("{named}", NAMED_FIRST)), params)
         row = cursor.fetchone()
-        if row is None and connection.vendor == "postgresql":
-            # nothing: none queued, or only the named run's row was there and locked
-            cursor.execute(_fairest_sql(NAMED_LOCKED), params)
+        if row is None and connection.vendor == "postgresql":  # none queued, or all locked
+            cursor.execute(_locking(ANY_QUEUED_RUN))
             row = cursor.fetchone()
     return None if row is None else uuid.UUID(str(row[0]))
 
 
 @functools.cache
-def _fairest_sql(named: str) -> str:
-    sql = FAIREST_QUEUED_RUN.replace("{named}", named)
+def _locking(sql: str) -> str:
     if connection.vendor == "postgresql":  # SQLite (embedded mode) has one writer anyway
         sql += "FOR UPDATE OF r SKIP LOCKED"
     return sql

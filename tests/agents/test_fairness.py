@@ -165,3 +165,30 @@ def test_concurrent_tickets_lock_different_runs(alice: Any, queue: Queue) -> Non
         thread.join(timeout=10)
     assert held == ids[0]
     assert picked == [ids[1]]  # skipped the locked row instead of waiting for it
+
+
+def test_a_ticket_whose_fair_choice_another_holds_starts_another_queued_run(
+    alice: Any, charlie: Any, queue: Queue
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("SKIP LOCKED is PostgreSQL's (SQLite has one writer)")
+    # Given alice's flood with runs in flight, and charlie's one queued run, which two
+    # tickets redeemed at once both find the fairest
+    mine = queue(alice, 4)
+    assert started(mine[0]) == mine[0]
+    (theirs,) = queue(charlie, 1)
+    picked: list[uuid.UUID | None] = []
+    with transaction.atomic():
+        held = claims.fairest_queued_run(mine[1], alice.pk)
+
+        def other_worker() -> None:
+            with transaction.atomic():
+                picked.append(claims.fairest_queued_run(mine[2], alice.pk))
+            connection.close()
+
+        thread = threading.Thread(target=other_worker)
+        thread.start()
+        thread.join(timeout=10)
+    # Then the second ticket is not spent for nothing: it takes a queued run of alice's
+    assert held == theirs
+    assert picked == [mine[1]]

@@ -7,9 +7,14 @@ streams are open at once and how many times each run asked.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +48,21 @@ def provider() -> Iterator[FakeProviderServer]:
 
 @pytest.fixture
 def stack(tmp_path: Path, redis_url: str, provider: FakeProviderServer) -> Iterator[Stack]:
+    with capacity_stack(tmp_path, redis_url, provider, WORKER_MAX_RUNS=str(MAX_RUNS)) as stack:
+        yield stack
+
+
+@contextlib.contextmanager
+def capacity_stack(
+    tmp_path: Path,
+    redis_url: str,
+    provider: FakeProviderServer,
+    *,
+    beat: bool = False,
+    **settings: str,
+) -> Iterator[Stack]:
+    """daphne and one worker on their own database and queue, the agent ``slow`` on the
+    fake provider; with ``beat``, the reaper every second."""
     db_name = f"switchyard_e2e_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db_name}"')
@@ -51,10 +71,11 @@ def stack(tmp_path: Path, redis_url: str, provider: FakeProviderServer) -> Itera
     env["REDIS_URL"] = redis_url
     env["CHANNEL_PREFIX"] = env["CELERY_QUEUE"] = f"e2e{uuid.uuid4().hex[:6]}"
     env.update(
-        WORKER_MAX_RUNS=str(MAX_RUNS),
         RUN_STALE_AFTER_S="3",
         BROKER_VISIBILITY_TIMEOUT_S="5",
         RUN_RESEND_AFTER_S="8",
+        REAPER_INTERVAL_S="1",
+        **settings,
     )
     stack, port = seeded_stack(env)
     stack.manage(
@@ -69,6 +90,9 @@ def stack(tmp_path: Path, redis_url: str, provider: FakeProviderServer) -> Itera
     )
     stack.start("daphne", daphne_args(port), tmp_path)
     start_worker(stack, tmp_path)
+    if beat:
+        schedule = str(tmp_path / "beat-schedule")
+        stack.start("beat", [*CELERY, "beat", "-l", "info", "-s", schedule], tmp_path)
     try:
         wait_ready(stack)
         yield stack
@@ -78,9 +102,12 @@ def stack(tmp_path: Path, redis_url: str, provider: FakeProviderServer) -> Itera
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
 
 
-def start_worker(stack: Stack, tmp: Path, name: str = "worker") -> Any:
+CELERY = [sys.executable, "-m", "celery", "-A", "config"]
+
+
+def start_worker(stack: Stack, tmp: Path, name: str = "worker", threads: int = THREADS) -> Any:
     queue = stack.env["CELERY_QUEUE"]
-    return stack.start(name, worker_args(concurrency=THREADS, queue=queue, name=name), tmp)
+    return stack.start(name, worker_args(concurrency=threads, queue=queue, name=name), tmp)
 
 
 def slow_answers(provider: FakeProviderServer, count: int, words: int) -> None:
@@ -89,11 +116,11 @@ def slow_answers(provider: FakeProviderServer, count: int, words: int) -> None:
     )
 
 
-def create_runs(stack: Stack, count: int) -> list[str]:
-    with stack.client() as client:
+def create_runs(stack: Stack, count: int, token: str | None = None, tag: str = "run") -> list[str]:
+    with stack.client(token) as client:
         ids = []
         for i in range(count):
-            response = client.post("/api/v1/agents/slow/runs/", json={"input": f"run {i}"})
+            response = client.post("/api/v1/agents/slow/runs/", json={"input": f"{tag} {i}"})
             assert response.status_code == 201, response.text
             ids.append(response.json()["id"])
     return ids
@@ -167,3 +194,95 @@ def test_a_control_task_is_served_while_every_slot_is_full(
     assert provider.active_streams == MAX_RUNS
     assert len(provider.requests) == MAX_RUNS  # none of the queued runs started yet
     assert sum(r["status"] == "queued" for r in states(stack, ids)) == 10 - MAX_RUNS
+
+
+def test_behind_a_flood_another_owners_run_starts_before_most_of_it(
+    stack: Stack, provider: FakeProviderServer
+) -> None:
+    # Given owner A's flood of 40 runs (~1.5 s each) on a worker with 6 slots
+    owner_b = stack.user_token("owner-b")
+    slow_answers(provider, 41, words=15)
+    flood = create_runs(stack, 40, tag="flood")
+    # When owner B submits one run behind it
+    (theirs,) = create_runs(stack, 1, token=owner_b, tag="theirs")
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if all(r["status"] == "succeeded" for r in states(stack, [*flood, theirs])):
+            break
+        time.sleep(0.2)
+    runs = {r["id"]: r for r in states(stack, [*flood, theirs])}
+    assert all(r["status"] == "succeeded" for r in runs.values())
+    # Then B's run started before (nearly) all of A's runs that were still waiting
+    b_created, b_started = at(runs[theirs]["created_at"]), at(runs[theirs]["started_at"])
+    waiting = [r for r in flood if at(runs[r]["started_at"]) > b_created]
+    after_b = [r for r in waiting if at(runs[r]["started_at"]) > b_started]
+    assert len(waiting) >= 20, len(waiting)  # the flood was still there
+    assert len(after_b) >= 0.8 * len(waiting), (len(after_b), len(waiting))
+
+
+def at(timestamp: str) -> datetime:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+
+
+def test_a_worker_killed_with_fifty_runs_in_flight_loses_none_and_runs_none_twice(
+    tmp_path: Path, redis_url: str, provider: FakeProviderServer
+) -> None:
+    from tests.e2e.test_chaos_e2e import kept, ledger_by_attempt
+    from tests.e2e.test_faults_e2e import assert_discarding_gives_the_message_once
+
+    settings = {"WORKER_MAX_RUNS": "50", "RUN_MAX_ATTEMPTS": "3"}
+    with capacity_stack(tmp_path, redis_url, provider, beat=True, **settings) as stack:
+        # Given 150 streaming runs (~2 s each) and a worker holding 50 of them
+        slow_answers(provider, 400, words=20)
+        ids = create_runs(stack, 150, tag="kill")
+        deadline = time.monotonic() + 60
+        while provider.active_streams < 45 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # When the worker is SIGKILLed with them in flight and another one starts
+        worker = next(
+            p for p, log in zip(stack.procs, stack.logs, strict=True) if log.name == "worker.log"
+        )
+        in_flight = provider.active_streams
+        os.killpg(worker.pid, signal.SIGKILL)
+        start_worker(stack, tmp_path, "worker2", threads=4)
+        deadline = time.monotonic() + 80
+        while time.monotonic() < deadline:
+            if all(r["status"] == "succeeded" for r in states(stack, ids)):
+                break
+            time.sleep(0.5)
+        runs = {r["id"]: r for r in states(stack, ids)}
+        # Then every run succeeded, and the killed ones were retried
+        assert in_flight >= 45
+        assert [r["status"] for r in runs.values()] == ["succeeded"] * 150, stack.tail_logs()
+        assert sum(r["attempt"] > 1 for r in runs.values()) >= 40
+        asked: dict[str, list[dict[str, Any]]] = {}
+        for request in provider.requests:
+            asked.setdefault(last_user_text(request["json"]), []).append(request)
+        for n, run_id in enumerate(ids):
+            run, requests = runs[run_id], asked[f"kill {n}"]
+            # the provider was asked at most once per attempt, never by two at once
+            assert 1 <= len(requests) <= run["attempt"], (run_id, len(requests))
+            for earlier, later in zip(requests, requests[1:], strict=False):
+                assert earlier["ended"] <= later["time"], run_id
+            log = events(stack, run_id)
+            assert [e["seq"] for e in log] == list(range(1, len(log) + 1))
+            assert sum(e["type"] == "run.started" for e in log) == run["attempt"]
+            assert sum(e["type"] == "run.succeeded" for e in log) == 1
+            assert_discarding_gives_the_message_once(log)
+            counted = [e["data"] for e in kept(log) if e["type"] == "usage"]
+            assert len(counted) == 1
+            ledger = ledger_by_attempt(stack, run_id)
+            usage = run["usage"]
+            assert ledger[run["attempt"]] == (usage["requests"], usage["input_tokens"]), ledger
+        # and the usage API adds up each ledger row once
+        rows = sum(n for r in ids for n, _ in ledger_by_attempt(stack, r).values())
+        with stack.client() as client:
+            usage = client.get("/api/v1/usage/", params={"group_by": "agent"}).json()["results"]
+        assert sum(g["model_requests"] for g in usage) == rows
+
+
+def last_user_text(body: dict[str, Any]) -> str:
+    content = body["messages"][-1]["content"]
+    if isinstance(content, list):  # content parts
+        return "".join(part.get("text", "") for part in content)
+    return str(content)

@@ -578,7 +578,8 @@ class FakeProviderServer:
 
     @property
     def requests(self) -> list[dict[str, Any]]:
-        """Every request received: method, path, query, headers (lower-cased), json, time."""
+        """Every request received: method, path, query, headers (lower-cased), json, time,
+        and ended once answered."""
         with self._state.lock:
             return list(self._state.requests)
 
@@ -661,7 +662,7 @@ class FakeProviderServer:
             if not keep_open:
                 return
 
-    def _record(self, request: _Request) -> None:
+    def _record(self, request: _Request) -> dict[str, Any]:
         entry = {
             "method": request.method,
             "path": request.path,
@@ -672,6 +673,7 @@ class FakeProviderServer:
         }
         with self._state.lock:
             self._state.requests.append(entry)
+        return entry
 
     def _next_scenario(self, endpoint: Endpoint) -> Scenario:
         with self._state.lock:
@@ -686,8 +688,17 @@ class FakeProviderServer:
             self._state.disconnected.notify_all()
 
     async def _dispatch(self, conn: _Connection, request: _Request) -> bool:
-        """Answer one request; return whether the connection may be reused."""
-        self._record(request)
+        """Answer one request; return whether the connection may be reused. Its entry in
+        ``requests`` gets ``ended`` (monotonic, like ``time``) once it is answered or the
+        client is gone, so tests can tell whether two requests overlapped."""
+        entry = self._record(request)
+        try:
+            return await self._dispatch_recorded(conn, request)
+        finally:
+            with self._state.lock:
+                entry["ended"] = time.monotonic()
+
+    async def _dispatch_recorded(self, conn: _Connection, request: _Request) -> bool:
         if request.method == "GET" and request.path == "/v1/models":
             return await self._answer_models(conn, request)
         protocol = _ROUTES.get(request.path)
