@@ -211,7 +211,13 @@ class Capacity:
 @contextlib.contextmanager
 def capacity_stack(config: str, fake: FakeServer, options: Options) -> Iterator[Capacity]:
     """daphne, the configuration's workers and beat on a fresh database; dropped after."""
-    from tests.e2e.conftest import base_env, daphne_args, seeded_stack, wait_ready, worker_args
+    from tests.e2e.conftest import (
+        base_env,
+        daphne_args,
+        seeded_stack,
+        wait_ready,
+        worker_args,
+    )
     from tests.perf.stacks import production_env
 
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-capacity-{config}-"))
@@ -230,8 +236,10 @@ def capacity_stack(config: str, fake: FakeServer, options: Options) -> Iterator[
         stack.manage("shell", "-v0", "-c", seed_code(fake.base_url))
         daphne = stack.start("daphne", daphne_args(port), tmp)
         workers = [
-            # make run's worker: no -Q, so it serves the queues the settings name.
-            stack.start(f"worker{i}", worker_args(concurrency=4, name=f"worker{i}"), tmp)
+            # make run's worker: its queue's control queue first, then the runs.
+            stack.start(
+                f"worker{i}", worker_args(concurrency=4, queue=prefix, name=f"worker{i}"), tmp
+            )
             for i in range(CONFIGS[config])
         ]
         beat = [sys.executable, "-m", "celery", "-A", "config", "beat", "-l", "warning"]
