@@ -93,6 +93,10 @@ def measure(setup: BenchSetup) -> dict[str, Any]:
         "wait_p95_s": round(pct(waits, 95), 3),
         "wait_max_s": round(max(waits), 3),
         "min_backlog_at_try": min(t["a_queued"] for t in tries),
+        "a_running_at_tries": [
+            min(t["a_running"] for t in tries),
+            max(t["a_running"] for t in tries),
+        ],
         "target_p95_s": 2.0,
     }
 
@@ -129,7 +133,10 @@ class Flood:
             self.created += 1
 
     def queued(self) -> int:
-        return queued_of(self.dsn, self.owner.pk)
+        return count_of(self.dsn, self.owner.pk, "queued")
+
+    def running(self) -> int:
+        return count_of(self.dsn, self.owner.pk, "running")
 
     def keep_queued(self, at_least: int) -> None:
         from django.db import connection
@@ -143,18 +150,18 @@ class Flood:
             connection.close()
 
 
-def queued_of(dsn: str, owner_id: int) -> int:
+def count_of(dsn: str, owner_id: int, status: str) -> int:
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM agents_run WHERE owner_id = %s AND status = 'queued'",
-            (owner_id,),
+            "SELECT count(*) FROM agents_run WHERE owner_id = %s AND status = %s",
+            (owner_id, status),
         ).fetchone()
     return int(row[0]) if row else 0
 
 
 def one_try(base_url: str, token: str, flood: Flood, n: int) -> dict[str, Any]:
     """B's run: POSTed, then watched until it starts; its wait by the server's clock."""
-    a_queued = flood.queued()
+    a_queued, a_running = flood.queued(), flood.running()
     with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}) as client:
         response = client.post("/api/v1/agents/slow/runs/", json={"input": f"b {n}"}, timeout=30)
         response.raise_for_status()
@@ -168,7 +175,8 @@ def one_try(base_url: str, token: str, flood: Flood, n: int) -> dict[str, Any]:
                 (run_id,),
             ).fetchone()
             if row:
-                return {"wait_s": round(float(row[0]), 3), "a_queued": a_queued}
+                wait = round(float(row[0]), 3)
+                return {"wait_s": wait, "a_queued": a_queued, "a_running": a_running}
             time.sleep(0.02)
     raise RuntimeError(f"owner B's run {run_id} did not start in 300 s")
 
@@ -176,10 +184,14 @@ def one_try(base_url: str, token: str, flood: Flood, n: int) -> dict[str, Any]:
 def print_table(report: dict[str, Any]) -> None:
     print(f"\nFair dispatch: owner B's run behind owner A's {FLOOD}-run flood")
     print(f"  {report['configuration']}; provider {report['provider']}")
-    print(f"{'tries':>8}{'p50 s':>10}{'p95 s':>10}{'max s':>10}{'A queued (min)':>16}")
+    print(
+        f"{'tries':>8}{'p50 s':>10}{'p95 s':>10}{'max s':>10}{'A queued (min)':>16}"
+        f"{'A running':>12}"
+    )
+    low, high = report["a_running_at_tries"]
     print(
         f"{len(report['tries']):>8}{report['wait_p50_s']:>10}{report['wait_p95_s']:>10}"
-        f"{report['wait_max_s']:>10}{report['min_backlog_at_try']:>16}"
+        f"{report['wait_max_s']:>10}{report['min_backlog_at_try']:>16}{f'{low}-{high}':>12}"
     )
     print(f"  target p95 <= {report['target_p95_s']} s; A's runs created: {report['flood_runs']}")
 
