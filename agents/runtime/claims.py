@@ -103,6 +103,11 @@ WHERE r.status = 'queued'
 ORDER BY r.created_at
 LIMIT 1
 """
+# And when that finds nothing either, the named run itself, waiting for its row lock:
+# locked not by a ticket but by whoever handed it over (run_hand_over marks it
+# dispatched right after the send, so a fast worker meets that lock), the ticket must
+# not be spent for nothing, or the run would wait for the reaper's re-send.
+NAMED_RUN_WAITING = "SELECT r.id FROM agents_run r WHERE r.id = %(run)s AND r.status = 'queued' "
 
 
 def fairest_queued_run(run_id: uuid.UUID, owner_id: int) -> uuid.UUID | None:
@@ -117,6 +122,9 @@ def fairest_queued_run(run_id: uuid.UUID, owner_id: int) -> uuid.UUID | None:
         if row is None and connection.vendor == "postgresql":  # none queued, or all locked
             cursor.execute(_locking(ANY_QUEUED_RUN))
             row = cursor.fetchone()
+            if row is None:
+                cursor.execute(NAMED_RUN_WAITING + "FOR UPDATE OF r", params)
+                row = cursor.fetchone()
     return None if row is None else uuid.UUID(str(row[0]))
 
 

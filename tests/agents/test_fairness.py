@@ -9,12 +9,14 @@ benchmark tests/perf/bench_fairness.py play it through a real worker.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.db import connection, transaction
+from django.utils import timezone
 
 from agents.lifecycle import RunStatus
 from agents.models import Run
@@ -192,3 +194,43 @@ def test_a_ticket_whose_fair_choice_another_holds_starts_another_queued_run(
     # Then the second ticket is not spent for nothing: it takes a queued run of alice's
     assert held == theirs
     assert picked == [mine[1]]
+
+
+def test_a_ticket_waits_for_its_run_locked_by_the_hand_over_rather_than_start_nothing(
+    alice: Any, queue: Queue
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks are PostgreSQL's")
+    # Given the only queued run, its row locked by its hand-over (dispatched_at's UPDATE)
+    (mine,) = queue(alice, 1)
+    picked: list[uuid.UUID | None] = []
+
+    def worker() -> None:
+        with transaction.atomic():
+            picked.append(claims.fairest_queued_run(mine, alice.pk))
+        connection.close()
+
+    thread = threading.Thread(target=worker)
+    with transaction.atomic():
+        Run.objects.select_for_update().filter(pk=mine).update(dispatched_at=timezone.now())
+        # When its message is redeemed meanwhile
+        thread.start()
+        waiting_for_lock(timeout_s=10)
+    # Then the ticket waited for the lock and takes the run, instead of starting nothing
+    thread.join(timeout=10)
+    assert picked == [mine]
+
+
+def waiting_for_lock(timeout_s: float) -> None:
+    """Until another backend of this database waits for a lock (the worker's claim)."""
+    deadline = time.monotonic() + timeout_s
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.01)
+    raise AssertionError("the claim never waited for the row lock")
