@@ -119,11 +119,17 @@ class Policy:
         }
         widths = [d.max_width + d.lookahead for c in compiled for d in c.detectors]
         self.max_match_length: int = max(widths, default=0)
-        self._warm()
+        self._warm(compiled)
 
-    def _warm(self) -> None:
+    def _warm(self, compiled: Sequence[CompiledRule]) -> None:
         # The first search in a process pays one-off engine set-up (~35 ms); pay it here
-        # rather than on the first chunk of a user's stream.
+        # rather than on the first chunk of a user's stream. Detectors of text-altering
+        # rules search their prefix language on every chunk: their DFAs are built now.
+        for rule in compiled:
+            if rule.altering:
+                for det in rule.detectors:
+                    if det.prefix is not None:
+                        det.prefix.warm()
         for stage in STAGES:
             moderator = self.stream(stage)
             moderator.feed("warm up ")

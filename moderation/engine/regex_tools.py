@@ -61,17 +61,22 @@ class PrefixMatcher:
     compiled RE2 object is called directly with byte offsets.
     """
 
-    __slots__ = ("_regexp",)
+    __slots__ = ("_regexp", "_warm")
 
     def __init__(self, source: str) -> None:
         # The re2 module keeps the compiled RE2 object (pybind11) in ``_regexp``.
         self._regexp = compile_re2(source)._regexp
-        self._warm()
+        self._warm = False
 
-    def _warm(self) -> None:
+    def warm(self) -> None:
+        """Build the DFA states ordinary streamed text needs (once; a few ms at most for
+        the built-in detectors of redact/block rules, which search on every chunk)."""
         # RE2 builds its DFA states lazily, on the text it meets. Searching the way a
         # stream does (growing text, from near its end) over ordinary text builds them
-        # here, once per matcher, instead of during the first chunks of a user's stream.
+        # here instead of during the first chunks of a user's stream.
+        if self._warm:
+            return
+        self._warm = True
         data = STREAM_WARM_TEXT.encode()
         for end in range(1, len(data)):
             if data[end] == 0x20:
