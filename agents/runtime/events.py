@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from agents.models import RunEvent, run_group_name
 from agents.runtime.db import in_db_thread
-from agents.runtime.fencing import Attempt, store_batches
+from agents.runtime.fencing import store_batches
 from monitoring import metrics
 
 Envelope = dict[str, Any]
@@ -272,10 +272,10 @@ class EventEmitter:
     def abandon(self) -> None:
         self._idle.set()
 
-    async def stored(self, batch: list[RunEvent], lost: set[Attempt]) -> None:
+    async def stored(self, batch: list[RunEvent], lost: set[tuple[uuid.UUID, int | None]]) -> None:
         """The tick has stored ``batch`` (unless this attempt is in ``lost``): publish."""
         try:
-            if self.attempt is not None and (self.run_id, self.attempt) in lost:
+            if (self.run_id, self.attempt) in lost:
                 self._lose()
                 return
             if batch:

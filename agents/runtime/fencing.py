@@ -11,12 +11,13 @@ then; every provider call is preceded by the same check.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 
 from agents.lifecycle import ACTIVE
@@ -70,12 +71,34 @@ def store_events(run_id: uuid.UUID, attempt: int | None, events: list[RunEvent])
     return True
 
 
-def store_batches(batches: list[tuple[uuid.UUID, int | None, list[RunEvent]]]) -> set[Attempt]:
-    """Insert the events of many runs in one transaction: one fencing query for every
-    attempt among them, one bulk insert. Returns the attempts that lost their claim;
+Batch = tuple[uuid.UUID, int | None, list[RunEvent]]  # a run, its attempt, its events
+
+
+def store_batches(batches: list[Batch]) -> set[tuple[uuid.UUID, int | None]]:
+    """Insert the events of many runs at once: one fencing query for every attempt among
+    them, one bulk insert, atomically. Returns the attempts that lost their claim;
     nothing of theirs is stored. Rows are locked in primary-key order, so two such
-    writers (or this and the heartbeat's UPDATE) take their locks in the same order."""
+    writers (or this and the heartbeat's UPDATE) take their locks in the same order.
+
+    A seq that is already taken means another writer numbers this run's events: that
+    attempt has lost it too. The others of the batch are then stored one run at a time,
+    so one such run cannot hold back the events of every other."""
+    try:
+        return set(_store(batches))
+    except IntegrityError:
+        if len(batches) == 1:
+            return {(batches[0][0], batches[0][1])}
+    lost: set[tuple[uuid.UUID, int | None]] = set()
+    for batch in batches:
+        with transaction.atomic():
+            lost |= store_batches([batch])
+    return lost
+
+
+def _store(batches: list[Batch]) -> set[Attempt]:
     pairs = {(run_id, attempt) for run_id, attempt, _ in batches if attempt is not None}
+    if connection.vendor == "postgresql":
+        return pairs - _store_in_one_statement(batches, pairs)
     with transaction.atomic():
         owned: set[Attempt] = set()
         if pairs:
@@ -86,7 +109,6 @@ def store_batches(batches: list[tuple[uuid.UUID, int | None, list[RunEvent]]]) -
                 .values_list("pk", "attempt")
             )
             owned = set(locked)
-        lost = pairs - owned
         RunEvent.objects.bulk_create(
             [
                 event
@@ -96,4 +118,46 @@ def store_batches(batches: list[tuple[uuid.UUID, int | None, list[RunEvent]]]) -
             ],
             batch_size=5000,
         )
-    return lost
+    return pairs - owned
+
+
+# The event writer's tick on PostgreSQL: the fence and the insert in one statement, so one
+# round trip and no ORM compilation per tick (the ORM's lock query, insert and the
+# transaction's BEGIN/COMMIT were 4 round trips and ~1.5 ms of Python). The CTE that
+# locks is materialised once and the insert only takes rows of attempts it locked; an
+# unfenced writer's rows (attempt NULL) go in as they are.
+_STORE_SQL = """
+WITH owned AS (
+    SELECT r.id, r.attempt FROM agents_run r
+    JOIN unnest(%s::uuid[], %s::int[]) AS a(id, attempt)
+      ON r.id = a.id AND r.attempt = a.attempt
+    WHERE r.status = ANY(%s)
+    ORDER BY r.id
+    FOR NO KEY UPDATE OF r
+), stored AS (
+    INSERT INTO agents_runevent (run_id, seq, type, data, created_at)
+    SELECT e.run_id, e.seq, e.type, e.data, e.created_at
+    FROM unnest(%s::uuid[], %s::int[], %s::int[], %s::text[], %s::jsonb[], %s::timestamptz[])
+      AS e(run_id, attempt, seq, type, data, created_at)
+    WHERE e.attempt IS NULL OR (e.run_id, e.attempt) IN (SELECT id, attempt FROM owned)
+)
+SELECT id, attempt FROM owned
+"""
+
+
+def _store_in_one_statement(batches: list[Batch], pairs: set[Attempt]) -> set[Attempt]:
+    columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
+    run_ids, attempts, seqs, types, data, created = columns
+    for run_id, attempt, events in batches:
+        for event in events:
+            run_ids.append(run_id)
+            attempts.append(attempt)
+            seqs.append(event.seq)
+            types.append(event.type)
+            data.append(json.dumps(event.data))
+            created.append(event.created_at)
+    fenced_ids = [run_id for run_id, _ in pairs]
+    fenced_attempts = [attempt for _, attempt in pairs]
+    with connection.cursor() as cursor:
+        cursor.execute(_STORE_SQL, [fenced_ids, fenced_attempts, list(ACTIVE), *columns])
+        return {(run_id, attempt) for run_id, attempt in cursor.fetchall()}

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
+from django.utils import timezone
 
 from agents.lifecycle import RunStatus
 from agents.models import Run, RunEvent
@@ -214,3 +215,28 @@ async def test_the_finish_takes_pending_events_only_after_the_batch_in_flight_is
     # Then it gets what came after, and the earlier batch was published before
     assert [e.seq for e in last] == [2]
     assert recorder.published == [(str(run.id), [1])]
+
+
+@pytest.mark.asyncio
+async def test_a_seq_taken_by_another_writer_loses_that_attempt_only(
+    alice: Any, demo_agent: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given two runs in one tick, one of whose next seq another writer has already stored
+    recorder = Recorder(monkeypatch)
+    ok_run = await sync_to_async(running_run)(demo_agent, alice)
+    clash = await sync_to_async(running_run)(demo_agent, alice)
+    await RunEvent.objects.acreate(
+        run=clash, seq=1, type="run.started", data={}, created_at=timezone.now()
+    )
+    ours, theirs = EventEmitter(ok_run.id, 1, attempt=1), EventEmitter(clash.id, 1, attempt=1)
+    # When both emit in the same tick
+    ours.emit_delta("fine")
+    theirs.emit_delta("duplicate seq")
+    await ours.flush()
+    await theirs.flush()
+    # Then the clashing attempt is lost (it does not number this run's events), and the
+    # other run's events were stored all the same, not held back by the failed insert
+    assert theirs.lost
+    assert await sync_to_async(stored)(ok_run) == [(1, "message.delta", {"delta": "fine"})]
+    assert recorder.published == [(str(ok_run.id), [1])]
+    assert event_writer().failures == 0
