@@ -5,11 +5,14 @@ Needs PostgreSQL and Redis (DATABASE_URL / REDIS_URL as for the tests). Boots th
 distributed stack of the e2e tests (daphne + Celery worker, own database), prints a
 table and writes var/bench/streaming.json.
 
-Emission: ``manage.py emit_synthetic_run`` drives the runtime's own EventEmitter for a
-real run row in a separate process (playing the worker): stored in micro-batches, then
-published on the Redis pub/sub layer, then fanned out by daphne. Each delta carries its
-emission time (``time.time()``); clients on the same machine subtract it from the
-receipt time, so latency is emission in the "worker" to receipt by the client.
+Emission: ``manage.py emit_synthetic_run`` drives the runtime's own EventEmitter and
+EventWriter for a real run row in a separate process (playing the worker): stored in
+micro-batches, then published on the Redis pub/sub layer, then fanned out by daphne.
+Scenario (a) runs with the runtime's coalescing on (``--coalesce``), as a real run does:
+each token's text is its emission time, so a client splits every delta it receives into
+tokens and measures each token's latency, the tokens delivered per second and the gap
+between deltas. Scenario (b), the fan-out, keeps one event per delta (the delta's ``t``
+is its emission time) so that its event rate is the one asked for.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ async def watch(stack: Stack, run_id: str) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {stack.token}"}
     seqs: list[int] = []
     latencies: list[float] = []
+    received: list[float] = []  # receipt time of each message.delta
+    tokens = 0
     first_emit = last_recv = None
     resumes = 0
     code = None
@@ -75,10 +80,15 @@ async def watch(stack: Stack, run_id: str) -> dict[str, Any]:
                             continue
                         seqs.append(message["seq"])
                         data = message["data"]
-                        if message["type"] == "message.delta" and "t" in data:
-                            latencies.append((now - data["t"]) * 1000)
-                            first_emit = data["t"] if first_emit is None else first_emit
-                            last_recv = now
+                        if message["type"] != "message.delta":
+                            continue
+                        received.append(now)
+                        # Uncoalesced: the delta's t; coalesced: each token is its time.
+                        stamps = [data["t"]] if "t" in data else stamps_of(data["delta"])
+                        tokens += len(stamps)
+                        latencies += [(now - t) * 1000 for t in stamps]
+                        first_emit = stamps[0] if first_emit is None else first_emit
+                        last_recv = now
                 code = ws.close_code
             if code != 1000:
                 resumes += 1
@@ -87,9 +97,15 @@ async def watch(stack: Stack, run_id: str) -> dict[str, Any]:
         "complete": seqs == list(range(1, len(seqs) + 1)),
         "resumes": resumes,
         "latencies_ms": latencies,
+        "tokens": tokens,
+        "gaps_ms": [(b - a) * 1000 for a, b in zip(received, received[1:], strict=False)],
         "first_emit": first_emit,
         "last_recv": last_recv,
     }
+
+
+def stamps_of(text: str) -> list[float]:
+    return [float(token) for token in text.split()]
 
 
 async def synthetic(
@@ -106,16 +122,29 @@ async def synthetic(
         run.kill()
 
 
-def summarise(results: list[dict[str, Any]], expected: int) -> dict[str, Any]:
+def summarise(
+    results: list[dict[str, Any]], expected: int, *, tokens: int | None = None
+) -> dict[str, Any]:
+    """``expected`` events per viewer; with ``tokens`` (coalesced runs) the event count
+    is the runtime's choice, and completeness is every seq once plus every token."""
     latencies = [x for r in results for x in r["latencies_ms"]]
-    deltas = sum(1 for r in results[:1] for _ in r["latencies_ms"])
+    gaps = [x for r in results for x in r["gaps_ms"]]
+    delivered = results[0]["tokens"]
     span = results[0]["last_recv"] - results[0]["first_emit"]
+    if tokens is None:
+        complete = all(r["complete"] and r["events"] == expected for r in results)
+    else:
+        complete = all(r["complete"] and r["tokens"] == tokens for r in results)
     return {
         "viewers": len(results),
-        "all_complete": all(r["complete"] and r["events"] == expected for r in results),
+        "all_complete": complete,
         "events_per_viewer": results[0]["events"],
+        "tokens_per_viewer": delivered,
         "resumes_after_4408": sum(r["resumes"] for r in results),
-        "delivered_events_per_s": round(deltas / span, 1) if span else None,
+        "delivered_tokens_per_s": round(delivered / span, 1) if span else None,
+        "delta_gap_p50_ms": round(pct(gaps, 50), 2),
+        "delta_gap_p99_ms": round(pct(gaps, 99), 2),
+        "delta_gap_max_ms": round(max(gaps, default=float("nan")), 2),
         "latency_p50_ms": round(pct(latencies, 50), 2),
         "latency_p99_ms": round(pct(latencies, 99), 2),
         "latency_max_ms": round(max(latencies), 2),
@@ -195,14 +224,14 @@ async def scenarios(stack: Stack) -> dict[str, Any]:
     results: dict[str, Any] = {}
     # Idle memory first, on a fresh daphne, before the fan-out scenarios grow its heap.
     results["c_idle_connections"] = await idle_connections(stack)
-    flat, _ = await synthetic(stack, 1, "--events", "10000", "--rate", "0")
-    results["a_10000_deltas_flat_out_1_viewer"] = summarise(flat, 10005)
-    paced, _ = await synthetic(stack, 1, "--events", "5000", "--rate", "500")
-    results["a_5000_deltas_at_500_per_s_1_viewer"] = summarise(paced, 5005)
-    paced_2ms, _ = await synthetic(
-        stack, 1, "--events", "5000", "--rate", "500", env={"EVENT_FLUSH_WINDOW_MS": "2"}
-    )
-    results["a_5000_at_500_per_s_flush_window_2ms"] = summarise(paced_2ms, 5005)
+    # (a) through the runtime's coalescing, as real runs stream: tokens, not events.
+    coalesce = ("--coalesce",)
+    flat, _ = await synthetic(stack, 1, "--events", "10000", "--rate", "0", *coalesce)
+    results["a_10000_tokens_flat_out_1_viewer"] = summarise(flat, 0, tokens=10000)
+    paced, _ = await synthetic(stack, 1, "--events", "5000", "--rate", "500", *coalesce)
+    results["a_5000_tokens_at_500_per_s_1_viewer"] = summarise(paced, 0, tokens=5000)
+    paced_50, _ = await synthetic(stack, 1, "--events", "1000", "--rate", "50", *coalesce)
+    results["a_1000_tokens_at_50_per_s_1_viewer"] = summarise(paced_50, 0, tokens=1000)
     results["a_post_to_first_event"] = await first_event_after_post(stack)
     fan, _ = await synthetic(stack, 100, "--events", "2000", "--rate", "200")
     results["b_2000_deltas_at_200_per_s_100_viewers"] = summarise(fan, 2005)
@@ -242,14 +271,15 @@ def main() -> None:
 
 
 def report(results: dict[str, Any]) -> None:
-    head = f"{'scenario':<40} {'viewers':>7} {'complete':>8} {'4408s':>5} {'ev/s':>8}"
-    print(f"{head} {'p50 ms':>8} {'p99 ms':>8}")
+    head = f"{'scenario':<40} {'viewers':>7} {'complete':>8} {'4408s':>5} {'tok/s':>8}"
+    print(f"{head} {'events':>7} {'p50 ms':>8} {'p99 ms':>8} {'gap p99':>8}")
     for name, r in results.items():
         if "latency_p50_ms" in r:
             print(
                 f"{name:<40} {r['viewers']:>7} {r['all_complete']!s:>8} "
-                f"{r['resumes_after_4408']:>5} {r['delivered_events_per_s']!s:>8} "
-                f"{r['latency_p50_ms']:>8} {r['latency_p99_ms']:>8}"
+                f"{r['resumes_after_4408']:>5} {r['delivered_tokens_per_s']!s:>8} "
+                f"{r['events_per_viewer']:>7} {r['latency_p50_ms']:>8} "
+                f"{r['latency_p99_ms']:>8} {r['delta_gap_p99_ms']:>8}"
             )
     first = results["a_post_to_first_event"]
     print(

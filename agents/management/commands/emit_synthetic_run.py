@@ -8,6 +8,9 @@ production one; only the model is replaced by a loop, in a process playing the w
 
 Each delta carries ``t``, the wall-clock time of its emission (``time.time()``), so a
 client on the same machine can measure emission-to-receipt latency with µs resolution.
+With ``--coalesce`` the runtime's coalescing is on, as in a real run, and merges deltas,
+so each token's text is instead its own emission time (``"1764600000.123456 "``): a
+client splits the delta it receives into tokens and gets each token's latency.
 
     manage.py emit_synthetic_run --events 10000 --rate 500 --wait-stdin
 
@@ -129,7 +132,9 @@ class Command(BaseCommand):
         emitter_class = EventEmitter if options["coalesce"] else UncoalescedEmitter
         emitter = emitter_class(run_id, started_seq + 1)
         n, rate = options["events"], options["rate"]
+        coalesce = options["coalesce"]
         piece = ("x" * max(options["delta_chars"] - 1, 0)) + " "
+        pieces: list[str] = []
         began = time.monotonic()
         last_beat = began
         for i in range(n):
@@ -139,11 +144,15 @@ class Command(BaseCommand):
                     await asyncio.sleep(delay)
             elif i % 50 == 0:
                 await asyncio.sleep(0)  # let the flush timer run between bursts
-            emitter.emit("message.delta", {"delta": piece, "t": time.time()})
+            if coalesce:
+                pieces.append(f"{time.time():.6f} ")
+                emitter.emit_delta(pieces[-1])
+            else:
+                emitter.emit("message.delta", {"delta": piece, "t": time.time()})
             if time.monotonic() - last_beat > 1.0:
                 last_beat = time.monotonic()
                 await sync_to_async(_heartbeat)(run_id)
-        text = piece * n
+        text = "".join(pieces) if coalesce else piece * n
         emitter.emit("message.completed", {"content": text})
         usage = {"input_tokens": 0, "output_tokens": n, "cost_usd": "0"}
         emitter.emit("usage", usage)
