@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .regex_tools import (
+    BUILTIN_DFA_MEM,
     Gate,
     PrefixMatcher,
     compile_re2,
@@ -97,7 +98,7 @@ def python_detector(
     """Build a detector from a built-in (trusted, non-backtracking-prone) Python pattern."""
     compiled = re.compile(pattern, flags)
     prefix_src, width = prefix_regex_for_python(pattern, flags)
-    prefix = PrefixMatcher(flag_prefix(flags) + f"(?:{prefix_src})\\z")
+    prefix = PrefixMatcher(flag_prefix(flags) + f"(?:{prefix_src})\\z", BUILTIN_DFA_MEM)
     detector = Detector(
         kind=kind,
         view=view,

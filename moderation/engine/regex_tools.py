@@ -43,10 +43,21 @@ def re2_options() -> re2.Options:
     return options
 
 
-def compile_re2(pattern: str) -> Any:
+# DFA memory for the built-in patterns' prefix languages (trusted, compiled once per
+# process). With RE2's default 8 MB the DFAs of the widest ones (hex and spaced-letter
+# runs, up to 1000 repetitions) run out of memory and RE2 falls back to its NFA: 18 and
+# 100 ms for 1 300 characters instead of microseconds. Memory is only used as states are
+# built; operator regexes keep the default.
+BUILTIN_DFA_MEM = 64 << 20
+
+
+def compile_re2(pattern: str, max_mem: int | None = None) -> Any:
     """Compile ``pattern`` with RE2, raising ``RegexAnalysisError`` with RE2's message."""
+    options = re2_options()
+    if max_mem is not None:
+        options.max_mem = max_mem
     try:
-        return re2.compile(pattern, re2_options())
+        return re2.compile(pattern, options)
     except re2.error as exc:
         msg = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
         raise RegexAnalysisError(msg) from None
@@ -63,9 +74,9 @@ class PrefixMatcher:
 
     __slots__ = ("_regexp", "_warm")
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, max_mem: int | None = None) -> None:
         # The re2 module keeps the compiled RE2 object (pybind11) in ``_regexp``.
-        self._regexp = compile_re2(source)._regexp
+        self._regexp = compile_re2(source, max_mem)._regexp
         self._warm = False
 
     def warm(self) -> None:
