@@ -107,3 +107,44 @@ def test_control_tasks_are_routed_to_the_control_queue(settings: Any) -> None:
     # a worker without -Q consumes both, control first (served first: queue_order_strategy)
     assert list(app.amqp.queues)[:2] == [control, settings.CELERY_TASK_DEFAULT_QUEUE]
     assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] == "priority"
+
+
+def test_a_worker_takes_a_waiting_control_message_before_older_run_messages(
+    settings: Any,
+) -> None:
+    """kombu's Redis transport with the settings' queue_order_strategy: one BRPOP over the
+    queues in the order consumed, so the control queue wins whatever waits in the runs
+    queue (round_robin would alternate between them)."""
+    import uuid
+
+    from kombu import Connection, Consumer, Exchange, Producer, Queue
+
+    if not settings.REDIS_URL:
+        pytest.skip("needs Redis (REDIS_URL)")
+    name = f"test-order-{uuid.uuid4().hex[:8]}"
+    control, runs = (Queue(q, Exchange(q), routing_key=q) for q in (f"{name}.control", name))
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    received: list[str] = []
+    with Connection(settings.CELERY_BROKER_URL, transport_options=options) as conn:
+        producer = Producer(conn)
+        for queue, bodies in ((runs, ["run 1", "run 2"]), (control, ["reap"]), (runs, ["run 3"])):
+            for body in bodies:
+                producer.publish(
+                    body, exchange=queue.exchange, routing_key=queue.routing_key, declare=[queue]
+                )
+
+        def take(body: str, message: Any) -> None:
+            received.append(body)
+            message.ack()
+
+        with Consumer(conn, [control, runs], callbacks=[take], prefetch_count=1):
+            while len(received) < 4:
+                conn.drain_events(timeout=5)
+                if received == ["reap"]:  # the next control message wins again
+                    producer.publish(
+                        "reap again", exchange=control.exchange, routing_key=control.routing_key
+                    )
+        for queue in (control, runs):
+            queue(conn.default_channel).delete()
+    assert received[:2] == ["reap", "reap again"]
+    assert received[2:] == ["run 1", "run 2"]
