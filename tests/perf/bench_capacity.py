@@ -36,6 +36,7 @@ import collections
 import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -230,6 +231,9 @@ def capacity_stack(config: str, fake: FakeServer, options: Options) -> Iterator[
     prefix = f"cap{uuid.uuid4().hex[:6]}"
     env.update(production_env(database_url=dsn, redis_url=options.redis_url, prefix=prefix))
     env["PROVIDER_CHECK_ALLOW_PRIVATE_NETWORKS"] = "127.0.0.0/8"
+    # One token submits every round (thousands of runs a minute): like API_THROTTLE_RATE
+    # in production_env, its per-token create rate would cap the benchmark, not the stack.
+    env["API_RUN_CREATE_RATE"] = "1000000/min"
     stack = None
     try:
         stack, port = seeded_stack(env)
@@ -324,7 +328,7 @@ async def submit(
 
     async def batch(start: int) -> None:
         chunk = inputs[start : start + BATCH_MAX]
-        body = {"runs": [{"input": text} for text in chunk]}
+        body = {"inputs": [{"input": text} for text in chunk]}
         answer = await post_with_retry(
             client, f"/api/v1/agents/{AGENT}/runs/batch/", body, errors, shed
         )
@@ -352,7 +356,7 @@ def batch_ids(answer: dict[str, Any]) -> list[str]:
 
 async def batch_available(client: httpx.AsyncClient) -> bool:
     """Whether ``POST .../runs/batch/`` exists here (an empty batch is not a 404)."""
-    response = await client.post(f"/api/v1/agents/{AGENT}/runs/batch/", json={"runs": []})
+    response = await client.post(f"/api/v1/agents/{AGENT}/runs/batch/", json={"inputs": []})
     return response.status_code not in (404, 405)
 
 
@@ -666,12 +670,19 @@ def run_bench(options: Options) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """``make bench`` calls ``main()``: the defaults; the command line passes its flags."""
+    # A SIGTERM (or a SIGINT where a background shell ignores it) stops the stack and
+    # drops its database on the way out, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     report = run_bench(parse(argv or []))
     print_tables(report)
     out = ROOT / "var" / "bench"
     out.mkdir(parents=True, exist_ok=True)
     (out / "capacity.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def print_round(r: dict[str, Any]) -> None:
