@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import redis
 from django.conf import settings
 from django.core.cache import cache
+from django.core.cache.backends.locmem import LocMemCache
 
 from core.throttles import TokenRateThrottle
 from tests.conftest import token_client
@@ -58,3 +60,55 @@ def test_a_cache_outage_lets_requests_through(
     monkeypatch.setattr(TokenRateThrottle, "cache", type("Down", (), {"get": down})())
     client = token_client(alice)
     assert [client.get("/api/v1/usage/").status_code for _ in range(3)] == [200, 200, 200]
+
+
+class Clocked(TokenRateThrottle):
+    """The throttle on a clock the test sets."""
+
+    now = 1_000_040.0  # 20 s into a minute window
+
+    def timer(self) -> float:
+        return self.now
+
+
+def hits(throttle: TokenRateThrottle, count: int) -> list[bool]:
+    request = SimpleNamespace(auth=SimpleNamespace(token_key="abc"), user=None)
+    return [throttle.allow_request(request, None) for _ in range(count)]
+
+
+@pytest.fixture(params=["redis", "locmem"])
+def clocked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> type[Clocked]:
+    """The sliding window over both backends: Redis (one pipelined round trip) and the
+    embedded mode's local memory."""
+    monkeypatch.setattr(Clocked, "THROTTLE_RATES", {"token": "10/min"})
+    monkeypatch.setattr(Clocked, "now", 1_000_040.0)
+    if request.param == "locmem":
+        local = LocMemCache("throttle-test", {})
+        local.clear()  # instances of one name share their memory
+        monkeypatch.setattr(Clocked, "cache", local)
+    else:
+        request.getfixturevalue("redis_url")
+    cache.clear()
+    return Clocked
+
+
+def test_the_window_slides_and_refused_requests_do_not_count(clocked: type[Clocked]) -> None:
+    throttle = clocked()
+    assert hits(throttle, 11) == [True] * 10 + [False]
+    # the rest of this window (40 s), then until the old 10 weigh 9 or less (6 s)
+    assert 46 <= throttle.wait() <= 47
+    assert hits(clocked(), 5) == [False] * 5  # refused, and not counted either
+    # 30 s into the next window the previous one weighs half: 5 of its 10 remain
+    clocked.now = 1_000_040.0 + 70
+    assert hits(clocked(), 6) == [True] * 5 + [False]
+
+
+def test_a_token_over_the_rate_waits_for_the_old_requests_to_fade(
+    clocked: type[Clocked],
+) -> None:
+    hits(clocked(), 10)
+    clocked.now += 60  # the next window, 20 s in: the previous 10 weigh 2/3
+    throttle = clocked()
+    assert hits(throttle, 4) == [True, True, True, False]
+    # a 4th fits once the old weight is 6: at 24 s, 4 s from now
+    assert 4 <= throttle.wait() <= 5
