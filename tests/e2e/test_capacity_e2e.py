@@ -126,6 +126,14 @@ def create_runs(stack: Stack, count: int, token: str | None = None, tag: str = "
     return ids
 
 
+def create_batch(stack: Stack, inputs: list[str]) -> list[str]:
+    with stack.client() as client:
+        body = {"inputs": [{"input": text} for text in inputs]}
+        response = client.post("/api/v1/agents/slow/runs/batch/", json=body)
+    assert response.status_code == 201, response.text
+    return list(response.json()["runs"])
+
+
 def states(stack: Stack, ids: list[str]) -> list[dict[str, Any]]:
     with stack.client() as client:
         return [client.get(f"/api/v1/runs/{run_id}/").json() for run_id in ids]
@@ -232,10 +240,12 @@ def test_a_worker_killed_with_fifty_runs_in_flight_loses_none_and_runs_none_twic
 
     settings = {"WORKER_MAX_RUNS": "50", "RUN_MAX_ATTEMPTS": "3"}
     with capacity_stack(tmp_path, redis_url, provider, beat=True, **settings) as stack:
-        # Given 150 streaming runs (~2 s each) and a worker holding 50 of them
-        slow_answers(provider, 400, words=20)
-        ids = create_runs(stack, 150, tag="kill")
-        deadline = time.monotonic() + 60
+        # Given 150 streaming runs (~4 s each) created at once (one batch: created one by
+        # one on a loaded machine, the first had ended before the 45th started) and a
+        # worker holding 50 of them
+        slow_answers(provider, 400, words=40)
+        ids = create_batch(stack, [f"kill {n}" for n in range(150)])
+        deadline = time.monotonic() + 90
         while provider.active_streams < 45 and time.monotonic() < deadline:
             time.sleep(0.02)
         # When the worker is SIGKILLed with them in flight and another one starts
@@ -245,7 +255,7 @@ def test_a_worker_killed_with_fifty_runs_in_flight_loses_none_and_runs_none_twic
         in_flight = provider.active_streams
         os.killpg(worker.pid, signal.SIGKILL)
         start_worker(stack, tmp_path, "worker2", threads=4)
-        deadline = time.monotonic() + 80
+        deadline = time.monotonic() + 150
         while time.monotonic() < deadline:
             if all(r["status"] == "succeeded" for r in states(stack, ids)):
                 break
