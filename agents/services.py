@@ -229,7 +229,11 @@ def _check_budget(agent: Agent) -> None:
 def agent_run_base(agent: Agent) -> tuple[AgentVersion, dict[str, Any]]:
     """The agent's current version and the configuration snapshot its runs start from
     (once per request, also for a batch of many runs)."""
-    version = agent_version_current(agent)
+    # Only its key and number: the run points at the version, and the snapshot of the
+    # version's whole config (a JSON document read on every create) is not needed here.
+    version = agent.versions.only("pk", "number").filter(number=agent.version).first()
+    if version is None:
+        version = agent_version_current(agent)
     config = agent_config_snapshot(agent)
     config["agent_version"] = version.number
     return version, config
