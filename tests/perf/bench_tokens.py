@@ -187,17 +187,21 @@ def stored_deltas(dsn: str, ids: list[str]) -> dict[str, Any]:
     for run_id, at in rows:
         per_run.setdefault(run_id, []).append(at)
     counts = [len(v) for v in per_run.values()]
-    gaps = [
-        max((b - a).total_seconds() * 1000 for a, b in zip(v, v[1:], strict=False))
-        for v in per_run.values()
-        if len(v) > 1
-    ]
+    gaps, gap_at = [], []
+    for v in per_run.values():
+        if len(v) < 2:
+            continue
+        steps = [(b - a).total_seconds() * 1000 for a, b in zip(v, v[1:], strict=False)]
+        gaps.append(max(steps))
+        # Where in the run the longest gap fell: 0 = right after its first delta.
+        gap_at.append(steps.index(max(steps)) / len(steps))
     return {
         "statuses": statuses,
         "deltas_per_run_p50": pct([float(c) for c in counts], 50),
         "deltas_per_run_min": min(counts, default=0),
         "max_gap_per_run_p50_ms": round(pct(gaps, 50), 1),
         "max_gap_per_run_p99_ms": round(pct(gaps, 99), 1),
+        "max_gap_position_p50": round(pct(gap_at, 50), 2),
     }
 
 
@@ -309,7 +313,8 @@ def print_table(report: dict[str, Any]) -> None:
     print(
         f"stored deltas per run p50 {p['deltas_per_run_p50']} (min {p['deltas_per_run_min']}),"
         f" largest gap per run p50 {p['max_gap_per_run_p50_ms']} ms,"
-        f" p99 {p['max_gap_per_run_p99_ms']} ms; statuses {p['statuses']}"
+        f" p99 {p['max_gap_per_run_p99_ms']} ms (at {p['max_gap_position_p50']} of the run,"
+        f" p50); statuses {p['statuses']}"
     )
     print(
         f"watched over WebSocket: deltas {p['watched_deltas_per_run']}, gap p50 "
