@@ -221,6 +221,33 @@ def test_a_ticket_waits_for_its_run_locked_by_the_hand_over_rather_than_start_no
     assert picked == [mine]
 
 
+def test_a_ticket_whose_run_another_ticket_started_waits_for_a_run_locked_by_its_hand_over(
+    alice: Any, queue: Queue
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks are PostgreSQL's")
+    # Given a running run (started by another ticket: one whose own run was locked by
+    # its hand-over then), and the only queued run still locked by its hand-over
+    first, second = queue(alice, 2)
+    assert started(first) == first
+    picked: list[uuid.UUID | None] = []
+
+    def worker() -> None:
+        with transaction.atomic():
+            picked.append(claims.fairest_queued_run(first, alice.pk))
+        connection.close()
+
+    thread = threading.Thread(target=worker)
+    with transaction.atomic():
+        Run.objects.select_for_update().filter(pk=second).update(dispatched_at=timezone.now())
+        # When the ticket of `first`, whose run is already running, is redeemed meanwhile
+        thread.start()
+        waiting_for_lock(timeout_s=10)
+    # Then it waited for the lock and takes `second`: no run is left without a ticket
+    thread.join(timeout=10)
+    assert picked == [second]
+
+
 def waiting_for_lock(timeout_s: float) -> None:
     """Until another backend of this database waits for a lock (the worker's claim)."""
     deadline = time.monotonic() + timeout_s
