@@ -17,6 +17,7 @@ from celery.exceptions import Reject
 
 from agents import tasks
 from agents.runtime import executors
+from tests.conftest import require_service
 
 
 @pytest.fixture
@@ -119,8 +120,7 @@ def test_a_worker_takes_a_waiting_control_message_before_older_run_messages(
 
     from kombu import Connection, Consumer, Exchange, Producer, Queue
 
-    if not settings.REDIS_URL:
-        pytest.skip("needs Redis (REDIS_URL)")
+    require_service("Redis (REDIS_URL)", bool(settings.REDIS_URL))
     name = f"test-order-{uuid.uuid4().hex[:8]}"
     control, runs = (Queue(q, Exchange(q), routing_key=q) for q in (f"{name}.control", name))
     options = settings.CELERY_BROKER_TRANSPORT_OPTIONS

@@ -22,6 +22,7 @@ from agents.lifecycle import RunStatus
 from agents.models import Run
 from agents.runtime import claims
 from agents.services import run_create
+from tests.conftest import require_service
 
 pytestmark = pytest.mark.django_db(transaction=True)  # claim() manages its connection
 
@@ -150,8 +151,7 @@ def test_runs_of_a_concurrency_limited_agent_keep_their_own_rule(
 
 
 def test_concurrent_tickets_lock_different_runs(alice: Any, queue: Queue) -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("SKIP LOCKED is PostgreSQL's (SQLite has one writer)")
+    needs_row_locks()
     ids = queue(alice, 3)
     picked: list[uuid.UUID | None] = []
     with transaction.atomic():
@@ -172,8 +172,7 @@ def test_concurrent_tickets_lock_different_runs(alice: Any, queue: Queue) -> Non
 def test_a_ticket_whose_fair_choice_another_holds_starts_another_queued_run(
     alice: Any, charlie: Any, queue: Queue
 ) -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("SKIP LOCKED is PostgreSQL's (SQLite has one writer)")
+    needs_row_locks()
     # Given alice's flood with runs in flight, and charlie's one queued run, which two
     # tickets redeemed at once both find the fairest
     mine = queue(alice, 4)
@@ -199,53 +198,50 @@ def test_a_ticket_whose_fair_choice_another_holds_starts_another_queued_run(
 def test_a_ticket_waits_for_its_run_locked_by_the_hand_over_rather_than_start_nothing(
     alice: Any, queue: Queue
 ) -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("row locks are PostgreSQL's")
+    needs_row_locks()
     # Given the only queued run, its row locked by its hand-over (dispatched_at's UPDATE)
     (mine,) = queue(alice, 1)
-    picked: list[uuid.UUID | None] = []
-
-    def worker() -> None:
-        with transaction.atomic():
-            picked.append(claims.fairest_queued_run(mine, alice.pk))
-        connection.close()
-
-    thread = threading.Thread(target=worker)
-    with transaction.atomic():
-        Run.objects.select_for_update().filter(pk=mine).update(dispatched_at=timezone.now())
-        # When its message is redeemed meanwhile
-        thread.start()
-        waiting_for_lock(timeout_s=10)
+    # When its message is redeemed meanwhile
     # Then the ticket waited for the lock and takes the run, instead of starting nothing
-    thread.join(timeout=10)
-    assert picked == [mine]
+    assert redeemed_while_handed_over(mine, locked=mine, owner=alice) == mine
 
 
 def test_a_ticket_whose_run_another_ticket_started_waits_for_a_run_locked_by_its_hand_over(
     alice: Any, queue: Queue
 ) -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("row locks are PostgreSQL's")
+    needs_row_locks()
     # Given a running run (started by another ticket: one whose own run was locked by
     # its hand-over then), and the only queued run still locked by its hand-over
     first, second = queue(alice, 2)
     assert started(first) == first
+    # When the ticket of `first`, whose run is already running, is redeemed meanwhile
+    # Then it waited for the lock and takes `second`: no run is left without a ticket
+    assert redeemed_while_handed_over(first, locked=second, owner=alice) == second
+
+
+def needs_row_locks() -> None:
+    """Row locks and SKIP LOCKED are PostgreSQL's (SQLite, the embedded mode, has one
+    writer): outside CI a SQLite run skips these tests, in CI it fails them."""
+    require_service("PostgreSQL (row locks)", connection.vendor == "postgresql")
+
+
+def redeemed_while_handed_over(ticket: uuid.UUID, *, locked: uuid.UUID, owner: Any) -> Any:
+    """What a ticket naming ``ticket`` picks while ``locked``'s row is held by its
+    hand-over (dispatched_at's UPDATE, not yet committed)."""
     picked: list[uuid.UUID | None] = []
 
     def worker() -> None:
         with transaction.atomic():
-            picked.append(claims.fairest_queued_run(first, alice.pk))
+            picked.append(claims.fairest_queued_run(ticket, owner.pk))
         connection.close()
 
     thread = threading.Thread(target=worker)
     with transaction.atomic():
-        Run.objects.select_for_update().filter(pk=second).update(dispatched_at=timezone.now())
-        # When the ticket of `first`, whose run is already running, is redeemed meanwhile
+        Run.objects.select_for_update().filter(pk=locked).update(dispatched_at=timezone.now())
         thread.start()
         waiting_for_lock(timeout_s=10)
-    # Then it waited for the lock and takes `second`: no run is left without a ticket
     thread.join(timeout=10)
-    assert picked == [second]
+    return picked[0] if picked else None
 
 
 def waiting_for_lock(timeout_s: float) -> None:
